@@ -1,0 +1,146 @@
+"""The Robutler plugin contract.
+
+A plugin depends on this package only (never on the kernel): it defines Skill classes
+with hooks and tools, and exposes them from its module through ``robutler_skills``::
+
+    from robutler_specs import Skill, hookimpl, tool
+
+    class Weather(Skill):
+        name = "weather"
+
+        @tool
+        def get_weather(self, city: str) -> str:
+            \"\"\"Current weather for a city.\"\"\"
+            return f"sunny in {city}"
+
+    @hookimpl
+    def robutler_skills():
+        return [Weather]
+
+The hook reference is :mod:`robutler_specs.hookspecs`.
+"""
+
+from __future__ import annotations
+
+from .agent import AgentSpec
+from .context import (
+    ANONYMOUS,
+    HttpRequest,
+    Identity,
+    LLMCall,
+    LLMResult,
+    RequestContext,
+    ToolInvocation,
+    ToolResult,
+    UsageRecord,
+)
+from .errors import (
+    BadRequest,
+    ConfigError,
+    ContentBlocked,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    PluginError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    RequestError,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from .hookspecs import KERNEL_HOOKS, SKILL_HOOKS, KernelHooks, SkillHooks
+from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+from .routes import HttpRoute
+from .skill import NoConfig, Skill
+from .tools import (
+    SCOPES,
+    Pricing,
+    ToolSpec,
+    build_tool_spec,
+    handoff,
+    http,
+    pricing,
+    prompt,
+    tool,
+)
+from .wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ErrorBody,
+    FunctionCall,
+    FunctionCallDelta,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANONYMOUS",
+    "ENTRY_POINT_GROUP",
+    "KERNEL_HOOKS",
+    "PROJECT_NAME",
+    "SCOPES",
+    "SKILL_HOOKS",
+    "AgentSpec",
+    "BadRequest",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "Choice",
+    "ChunkChoice",
+    "ConfigError",
+    "ContentBlocked",
+    "Delta",
+    "ErrorBody",
+    "Forbidden",
+    "FunctionCall",
+    "FunctionCallDelta",
+    "HttpRequest",
+    "HttpRoute",
+    "Identity",
+    "KernelHooks",
+    "LLMCall",
+    "LLMResult",
+    "Message",
+    "NoConfig",
+    "NotFound",
+    "PayloadTooLarge",
+    "PaymentRequired",
+    "PluginError",
+    "Pricing",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimited",
+    "RequestContext",
+    "RequestError",
+    "ServiceUnavailable",
+    "Skill",
+    "SkillHooks",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolDefinition",
+    "ToolInvocation",
+    "ToolResult",
+    "ToolSpec",
+    "Unauthorized",
+    "Usage",
+    "UsageRecord",
+    "build_tool_spec",
+    "handoff",
+    "hookimpl",
+    "hookspec",
+    "http",
+    "pricing",
+    "prompt",
+    "tool",
+]

@@ -1,0 +1,256 @@
+"""Per-request state and the values hooks receive.
+
+Everything that belongs to one request lives in its :class:`RequestContext`; skill
+instances are shared by all requests of an agent, so a skill keeps request state in
+``ctx.state`` (by convention under its own name), never on ``self``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from .agent import AgentSpec
+from .tools import SCOPES, ToolSpec, build_tool_spec
+from .wire import Message, ToolDefinition, Usage
+
+
+class Identity(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Who is calling. The auth skill sets ``ctx.identity``; anonymous otherwise.
+
+    ``scopes`` grow ``all`` < ``owner`` < ``admin``: an admin may do what an owner may,
+    an owner what anyone may.
+    """
+
+    user_id: str | None = None
+    scopes: tuple[str, ...] = ("all",)
+    source: str | None = None
+    attributes: dict[str, Any] = {}
+
+    def allows(self, scope: str) -> bool:
+        """Whether this identity may see and use something of ``scope``."""
+        if scope == "all":
+            return True
+        level = SCOPES.index(scope)
+        return any(s in SCOPES and SCOPES.index(s) >= level for s in self.scopes)
+
+
+ANONYMOUS = Identity()
+
+
+class UsageRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One metered event of a request: an LLM call (each attempt) or a tool call.
+
+    ``plugin`` names who produced it; ``estimated`` marks token counts that were
+    estimated because the provider gave none; ``credits`` is filled by pricing skills.
+    """
+
+    kind: str
+    name: str
+    plugin: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    credits: float | None = None
+    attempt: int = 1
+    ok: bool = True
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+class LLMCall(msgspec.Struct, kw_only=True):
+    """One call to an LLM provider. ``before_llm_call`` hooks may edit it in place.
+
+    :ivar model: ``"<provider>/<model>"``, e.g. ``"openai/gpt-4o-mini"``.
+    :ivar messages: the full message list sent (system prompt first).
+    :ivar tools: the tool definitions offered (internal and client tools).
+    :ivar params: provider parameters (``temperature``, ``max_tokens``, ``stop``...).
+    :ivar stream: whether the provider should stream.
+    :ivar round: the tool-loop round, starting at 0.
+    :ivar attempt: the attempt number for this round, starting at 1.
+    """
+
+    model: str
+    messages: list[Message]
+    tools: list[ToolDefinition] = []
+    params: dict[str, Any] = {}
+    stream: bool = False
+    round: int = 0
+    attempt: int = 1
+
+    @property
+    def provider(self) -> str:
+        """The provider prefix of ``model`` (``"openai"``)."""
+        return self.model.split("/", 1)[0]
+
+    @property
+    def model_name(self) -> str:
+        """``model`` without its provider prefix (``"gpt-4o-mini"``)."""
+        return self.model.split("/", 1)[-1]
+
+
+class LLMResult(msgspec.Struct, kw_only=True):
+    """What a provider's ``llm_complete`` returns: one assistant message."""
+
+    message: Message
+    finish_reason: str = "stop"
+    usage: Usage = msgspec.field(default_factory=Usage)
+    model: str | None = None
+
+
+class ToolInvocation(msgspec.Struct, kw_only=True):
+    """A tool call the model made, about to run (or a handoff).
+
+    :ivar id: the tool call id.
+    :ivar name: the tool name the model used.
+    :ivar arguments: the raw JSON argument string from the model.
+    :ivar tool: the resolved tool; ``None`` when no permitted tool has that name.
+    :ivar round: the tool-loop round.
+    """
+
+    id: str
+    name: str
+    arguments: str
+    tool: ToolSpec | None = None
+    round: int = 0
+
+
+class ToolResult(msgspec.Struct, kw_only=True):
+    """The result of a tool call, as the model will see it (``content``)."""
+
+    content: str
+    is_error: bool = False
+    plugin: str | None = None
+
+
+class HttpRequest(msgspec.Struct, kw_only=True):
+    """An HTTP request to a skill's ``@http`` endpoint."""
+
+    method: str
+    path: str
+    query: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The body decoded as JSON (``None`` when empty)."""
+        return msgspec.json.decode(self.body) if self.body else None
+
+
+class RequestContext:
+    """Everything about one request. Created by the kernel; passed to every hook.
+
+    :ivar request_id: unique id; also the completion id (``chatcmpl-...``).
+    :ivar agent: the agent's spec.
+    :ivar messages: the conversation as the client sent it.
+    :ivar params: LLM parameters from the request (forwarded to the provider).
+    :ivar client_tools: tools the client sent; calls to them go back to the client.
+    :ivar stream: whether the client asked for a stream.
+    :ivar headers: request headers, lower-case names.
+    :ivar identity: the caller; set by an auth skill in ``on_connection``.
+    :ivar usage: every metered event of the request.
+    :ivar state: scratch space for skills, keyed by skill name by convention.
+    :ivar response_headers: headers to add to the HTTP response (before it starts).
+    :ivar model: the model (or fallback list) this request runs on.
+    """
+
+    __slots__ = (
+        "agent",
+        "client_tools",
+        "created",
+        "headers",
+        "identity",
+        "messages",
+        "model",
+        "params",
+        "request_id",
+        "response_headers",
+        "state",
+        "stream",
+        "usage",
+        "_extra_tools",
+    )
+
+    def __init__(
+        self,
+        agent: AgentSpec,
+        messages: list[Message],
+        *,
+        params: dict[str, Any] | None = None,
+        client_tools: list[ToolDefinition] | None = None,
+        stream: bool = False,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        identity: Identity = ANONYMOUS,
+        model: str | list[str] | None = None,
+    ) -> None:
+        self.request_id = request_id or f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.agent = agent
+        self.messages = messages
+        self.params = params or {}
+        self.client_tools = client_tools or []
+        self.stream = stream
+        self.headers: Mapping[str, str] = headers or {}
+        self.identity = identity
+        self.usage: list[UsageRecord] = []
+        self.state: dict[str, Any] = {}
+        self.response_headers: dict[str, str] = {}
+        self.model: str | list[str] = model if model is not None else agent.model
+        self._extra_tools: dict[str, ToolSpec] | None = None
+
+    def add_tool(self, fn: Callable[..., Any] | ToolSpec, *, plugin: str | None = None) -> ToolSpec:
+        """Add a tool for this request only (a request-scoped overlay that never leaks).
+
+        ``fn`` is a ``@tool``-decorated callable, a plain callable, or a ``ToolSpec``.
+        """
+        spec = fn if isinstance(fn, ToolSpec) else build_tool_spec(fn, plugin=plugin)
+        if self._extra_tools is None:
+            self._extra_tools = {}
+        self._extra_tools[spec.name] = spec
+        return spec
+
+    @property
+    def extra_tools(self) -> Mapping[str, ToolSpec]:
+        """Tools added to this request with :meth:`add_tool`."""
+        return self._extra_tools or {}
+
+    def total_usage(self) -> Usage:
+        """Token usage summed over every LLM record."""
+        total = Usage()
+        for record in self.usage:
+            if record.kind == "llm":
+                total.prompt_tokens += record.prompt_tokens
+                total.completion_tokens += record.completion_tokens
+                if record.estimated:
+                    total.estimated = True
+        total.total_tokens = total.prompt_tokens + total.completion_tokens
+        return total
+
+    @property
+    def user_message(self) -> Message | None:
+        """The last user message of the conversation, if any."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message
+        return None
+
+    def __repr__(self) -> str:
+        return f"<RequestContext {self.request_id} agent={self.agent.name!r}>"
+
+
+__all__ = [
+    "ANONYMOUS",
+    "HttpRequest",
+    "Identity",
+    "LLMCall",
+    "LLMResult",
+    "RequestContext",
+    "ToolInvocation",
+    "ToolResult",
+    "UsageRecord",
+]

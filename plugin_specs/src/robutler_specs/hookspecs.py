@@ -1,0 +1,277 @@
+"""Hook specifications: the plugin API reference.
+
+Two kinds of hooks:
+
+* **Skill hooks** (:class:`SkillHooks`) are ``@hookimpl`` methods on :class:`~robutler_specs.Skill`
+  instances. Each agent has its own plugin manager holding its skill instances; hooks run in
+  skill ``priority`` order (lower first) for every request, in the order listed here.
+* **Kernel hooks** (:class:`KernelHooks`) are ``@hookimpl`` functions on plugin *modules*
+  (the module an entry point names). They run once per kernel, not per request.
+
+Any hook may be ``async def``: the kernel awaits each implementation in order. Where a
+hook says "firstresult", the kernel stops at the first implementation whose (awaited) result
+is not ``None``. A hook implementation may accept any subset of the parameters listed.
+
+A hook stops a request by raising :class:`~robutler_specs.errors.RequestError` (or a subclass:
+``Unauthorized``, ``PaymentRequired``, ``Forbidden``, ``ContentBlocked``...), which the client
+receives as an OpenAI-shaped error with that status. Any other exception is reported as a 500
+naming the plugin and hook. ``finalize_connection`` always runs, whatever happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .markers import hookspec
+
+if TYPE_CHECKING:
+    from .agent import AgentSpec
+    from .context import LLMCall, LLMResult, RequestContext, ToolInvocation, ToolResult
+    from .routes import HttpRoute
+    from .skill import Skill
+    from .wire import ChatCompletionChunk, Message
+
+
+class SkillHooks:
+    """Per-agent hooks, implemented as ``@hookimpl`` methods of Skill instances."""
+
+    # -- request stage -------------------------------------------------------------------
+
+    @hookspec
+    def on_connection(self, ctx: RequestContext) -> None:
+        """Called first for every request, before anything is sent to a model.
+
+        Authenticate (set ``ctx.identity``), check credits, load memory. Raise a
+        ``RequestError`` (``Unauthorized``, ``PaymentRequired``...) to refuse the request;
+        ``finalize_connection`` still runs.
+
+        :param ctx: the request context.
+        :return: ignored.
+        """
+
+    @hookspec
+    def build_prompt(self, ctx: RequestContext) -> str | None:
+        """Contribute a fragment to the system prompt.
+
+        Every non-empty result is collected (in priority order) and appended after the
+        agent's ``instructions`` and the skills' ``@prompt`` fragments.
+
+        :param ctx: the request context.
+        :return: a fragment, or ``None`` to add nothing.
+        """
+
+    @hookspec
+    def on_message(self, ctx: RequestContext, message: Message) -> Message | None:
+        """Called with each complete message: first the incoming user message (the last
+        ``user`` message of the request), later the final assistant message.
+
+        Check it (raise ``ContentBlocked`` to refuse) or rewrite it.
+
+        :param ctx: the request context.
+        :param message: the message; ``message.role`` says which one it is.
+        :return: a replacement message (the next implementation sees it), or ``None``
+            to keep it.
+        """
+
+    # -- LLM stage -----------------------------------------------------------------------
+
+    @hookspec
+    def before_llm_call(self, ctx: RequestContext, call: LLMCall) -> None:
+        """Called before every LLM call (each round of the tool loop, each attempt).
+
+        Edit ``call`` in place: its ``messages``, ``tools``, ``params`` or ``model``.
+
+        :param ctx: the request context.
+        :param call: the call about to be made.
+        :return: ignored.
+        """
+
+    @hookspec(firstresult=True)
+    def llm_complete(self, ctx: RequestContext, call: LLMCall) -> LLMResult | None:
+        """Answer a non-streamed LLM call. Stops at first non-None result.
+
+        A provider skill answers only when ``call.provider`` is its own prefix and returns
+        ``None`` otherwise. Raise ``ProviderError`` (502), ``ProviderTimeout`` (504),
+        ``RateLimited`` (429) or ``ServiceUnavailable`` (503) on upstream failure.
+
+        :param ctx: the request context.
+        :param call: the call; ``call.model_name`` is the provider's model name.
+        :return: the assistant message with finish reason and usage, or ``None``.
+        """
+
+    @hookspec(firstresult=True)
+    def llm_stream(
+        self, ctx: RequestContext, call: LLMCall
+    ) -> AsyncIterator[ChatCompletionChunk] | None:
+        """Answer a streamed LLM call. Stops at first non-None result.
+
+        Same selection rule as ``llm_complete``. Return an async iterator of OpenAI-shaped
+        chunks: text deltas, tool-call deltas (with ``index``; ``id`` and ``function.name``
+        on a call's first delta), a ``finish_reason`` on the last choice, and ``usage`` on
+        any chunk (usually the last). The kernel re-stamps ``id``, ``created`` and ``model``.
+        If the client goes away the kernel closes the iterator (``aclose``), which must
+        cancel the upstream request.
+
+        :param ctx: the request context.
+        :param call: the call.
+        :return: an async iterator of chunks, or ``None``.
+        """
+
+    @hookspec
+    def after_llm_call(self, ctx: RequestContext, call: LLMCall, result: LLMResult) -> None:
+        """Called after every successful LLM call, with the assembled result (for a stream:
+        after its last chunk). Meter tokens, check the output (raise ``ContentBlocked``).
+
+        :param ctx: the request context.
+        :param call: the call made.
+        :param result: the assistant message, finish reason and usage.
+        :return: ignored.
+        """
+
+    # -- tool stage ----------------------------------------------------------------------
+
+    @hookspec(firstresult=True)
+    def before_toolcall(self, ctx: RequestContext, call: ToolInvocation) -> ToolResult | None:
+        """Called before an internal tool runs (scope is already checked).
+
+        Check price or policy. Stops at first non-None result: returning a ``ToolResult``
+        vetoes the call and that result is what the model sees.
+
+        :param ctx: the request context.
+        :param call: the invocation (``call.tool`` is the resolved tool).
+        :return: a result replacing the call, or ``None`` to let it run.
+        """
+
+    @hookspec
+    def after_toolcall(
+        self, ctx: RequestContext, call: ToolInvocation, result: ToolResult
+    ) -> ToolResult | None:
+        """Called after an internal tool ran (or failed: ``result.is_error``).
+
+        Charge for it, audit it, rewrite it.
+
+        :param ctx: the request context.
+        :param call: the invocation.
+        :param result: what the tool returned, as the model will see it.
+        :return: a replacement result (the next implementation sees it), or ``None``.
+        """
+
+    @hookspec(firstresult=True)
+    def before_handoff(self, ctx: RequestContext, handoff: ToolInvocation) -> ToolResult | None:
+        """Called before a handoff runs. Filter what leaves the agent (raise to refuse).
+
+        Stops at first non-None result: returning a ``ToolResult`` replaces the handoff.
+
+        :param ctx: the request context.
+        :param handoff: the invocation of the ``@handoff`` method.
+        :return: a result replacing the handoff, or ``None``.
+        """
+
+    @hookspec
+    def after_handoff(
+        self, ctx: RequestContext, handoff: ToolInvocation, result: ToolResult
+    ) -> ToolResult | None:
+        """Called after a handoff returned. Audit or rewrite what came back.
+
+        :param ctx: the request context.
+        :param handoff: the invocation.
+        :param result: the handoff's result (it becomes the final answer).
+        :return: a replacement result, or ``None``.
+        """
+
+    # -- response stage ------------------------------------------------------------------
+
+    @hookspec
+    def on_chunk(
+        self, ctx: RequestContext, chunk: ChatCompletionChunk
+    ) -> ChatCompletionChunk | None:
+        """Called for each chunk streamed to the client (stream requests only).
+
+        :param ctx: the request context.
+        :param chunk: the chunk about to be sent.
+        :return: a replacement chunk (the next implementation sees it), or ``None``.
+        """
+
+    @hookspec
+    def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
+        """ALWAYS called last: on success, on error, and when the client went away.
+
+        Settle payment, write memory, record metrics. Every implementation runs even if
+        another raises (errors are logged, never sent to the client).
+
+        :param ctx: the request context (``ctx.usage`` holds every metered event).
+        :param error: what ended the request early (a ``RequestError``, a
+            ``asyncio.CancelledError`` when the client disconnected, ...), or ``None``.
+        :return: ignored.
+        """
+
+
+class KernelHooks:
+    """Kernel-level hooks, implemented as ``@hookimpl`` functions of a plugin module."""
+
+    @hookspec
+    def robutler_skills(self) -> Sequence[type[Skill]]:
+        """Return the Skill classes this plugin provides.
+
+        :return: a list of :class:`~robutler_specs.Skill` subclasses.
+        """
+
+    @hookspec
+    def robutler_startup(self, kernel: Any) -> None:
+        """Called once when the kernel starts (inside the ASGI lifespan). Open pools.
+
+        :param kernel: the kernel; ``kernel.agents`` maps agent names to ``AgentSpec``
+            and ``kernel.state`` is a dict plugins may use.
+        :return: ignored.
+        """
+
+    @hookspec
+    def robutler_shutdown(self, kernel: Any) -> None:
+        """Called once when the kernel stops. Close what ``robutler_startup`` opened.
+
+        :param kernel: the kernel.
+        :return: ignored.
+        """
+
+    @hookspec(firstresult=True)
+    def robutler_resolve_agent(self, name: str) -> AgentSpec | None:
+        """Resolve an agent that is not in the config (dynamic agents). Stops at first
+        non-None result.
+
+        :param name: the requested agent name.
+        :return: the agent's spec, or ``None`` if this plugin does not know it.
+        """
+
+    @hookspec
+    def robutler_health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]] | None:
+        """Return named health checks for ``/health/detailed`` and ``/ready``.
+
+        Each check is an async callable; it passes unless it raises (its return value, if
+        any, is shown as detail). The kernel runs them concurrently with a timeout.
+
+        :return: a mapping of check name to async callable, or ``None``.
+        """
+
+    @hookspec
+    def robutler_routes(self) -> Sequence[HttpRoute] | None:
+        """Return extra HTTP routes served by the kernel (outside any agent).
+
+        :return: a list of :class:`~robutler_specs.HttpRoute`, or ``None``.
+        """
+
+    @hookspec(firstresult=True)
+    def robutler_embed(self, texts: list[str], model: str | None) -> list[list[float]] | None:
+        """Embed texts as vectors. Stops at first non-None result.
+
+        :param texts: the texts to embed.
+        :param model: ``"<provider>/<model>"`` to ask a given provider, or ``None`` for any.
+        :return: one vector per text, or ``None`` if this plugin cannot embed.
+        """
+
+
+#: Hook names of each kind, for tools and meta-tests.
+SKILL_HOOKS: tuple[str, ...] = tuple(n for n in vars(SkillHooks) if not n.startswith("_"))
+KERNEL_HOOKS: tuple[str, ...] = tuple(n for n in vars(KernelHooks) if not n.startswith("_"))
+
+__all__ = ["KERNEL_HOOKS", "SKILL_HOOKS", "KernelHooks", "SkillHooks"]

@@ -1,0 +1,90 @@
+"""The :class:`Skill` base class: one per capability, instantiated per agent."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+from .agent import AgentSpec
+from .tools import HttpInfo, PromptInfo, ToolSpec, build_tool_spec, http_info, is_tool, prompt_info
+
+
+class NoConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The config of a skill that takes none."""
+
+
+class Skill:
+    """Base class of every skill.
+
+    Subclass it, set ``name``, and add ``@hookimpl`` methods (the per-agent hooks of
+    :mod:`robutler_specs.hookspecs`), ``@tool`` methods, ``@prompt`` methods and so on.
+    A plugin module returns its Skill classes from the ``robutler_skills`` hook.
+
+    One instance serves every request of one agent: keep per-request state in
+    ``ctx.state``, not on ``self``.
+
+    :cvar name: the config key of the skill (``skills: {payments: {...}}``).
+    :cvar requires: names of skills this one needs; the kernel adds them (with default
+        config) when the agent does not list them.
+    :cvar Config: a msgspec Struct the skill's YAML config is validated into.
+    :cvar priority: hook order; lower runs earlier (security 1-15, normal 50, analytics 80-99).
+    :cvar provider: the model prefix this skill serves (``"openai"`` for
+        ``model: openai/gpt-4o``), or ``None`` if it is not an LLM provider.
+    :cvar description: one line for ``robutler-kernel plugins`` and agent info.
+    """
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+    priority: ClassVar[int] = 50
+    provider: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Any, agent: AgentSpec) -> None:
+        self.config = config
+        self.agent = agent
+
+    async def start(self) -> None:
+        """Open per-agent resources (clients, pools). Called once at kernel start-up."""
+
+    async def stop(self) -> None:
+        """Close what :meth:`start` opened. Called once at kernel shutdown."""
+
+    def _members(self, predicate: Callable[[Any], Any]) -> list[tuple[str, Any]]:
+        found = []
+        for attr in dir(type(self)):
+            if attr.startswith("__"):
+                continue
+            raw = inspect.getattr_static(type(self), attr, None)
+            if callable(raw) and predicate(raw):
+                found.append((attr, getattr(self, attr)))
+        return found
+
+    def tools(self) -> list[ToolSpec]:
+        """The skill's ``@tool`` and ``@handoff`` methods, stamped with the skill name."""
+        return [build_tool_spec(bound, plugin=self.name) for _, bound in self._members(is_tool)]
+
+    def prompts(self) -> list[tuple[PromptInfo, Callable[..., Any]]]:
+        """The skill's ``@prompt`` methods with their metadata."""
+        return [
+            (info, bound)
+            for _, bound in self._members(prompt_info)
+            if (info := prompt_info(bound)) is not None
+        ]
+
+    def http_endpoints(self) -> list[tuple[HttpInfo, Callable[..., Any]]]:
+        """The skill's ``@http`` methods with their metadata."""
+        return [
+            (info, bound)
+            for _, bound in self._members(http_info)
+            if (info := http_info(bound)) is not None
+        ]
+
+    def __repr__(self) -> str:
+        return f"<Skill {self.name!r} agent={self.agent.name!r}>"
+
+
+__all__ = ["NoConfig", "Skill"]
