@@ -1,0 +1,315 @@
+"""The kernel's configuration: YAML with ``${ENV}`` substitution, validated into msgspec Structs.
+
+Every error is a :class:`~robutler_specs.ConfigError` whose lines read
+``file:line: key.path: what is wrong``; as many errors as can be found are reported at once
+(at least the first per section and per agent). See ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import msgspec
+from robutler_specs import AgentSpec, ConfigError
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+from .envvars import expand_env, is_single_reference
+
+#: Agent names that would shadow a kernel route (compared case-insensitively).
+RESERVED_AGENT_NAMES: frozenset[str] = frozenset(
+    {"v1", "health", "ready", "live", "agents", "metrics", "docs", "openapi.json", "favicon.ico", "static", "admin"}
+)
+AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/\S+")
+TOOL_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535, description="0 picks a free port")]
+KeyPath = tuple[str | int, ...]
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP server (``server:`` section).
+
+    :ivar host: interface to bind.
+    :ivar port: HTTP port; ``0`` picks a free one.
+    :ivar metrics_port: Prometheus ``/metrics`` port; ``None`` (``null``) disables it.
+    :ivar max_body_bytes: largest accepted request body (413 above it).
+    :ivar request_timeout: seconds one request may take in total.
+    :ivar cors_origins: origins allowed by CORS; empty means CORS is off.
+    :ivar log_level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    metrics_port: Port | None = 9090
+    max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1048576
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    cors_origins: list[str] = []
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+
+class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The whole configuration file.
+
+    :ivar server: the HTTP server.
+    :ivar agents: agent name (its URL path) to its spec; ``spec.name`` equals the key.
+    :ivar plugins: kernel-level settings per plugin name, free-form (the plugin validates them).
+    """
+
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    agents: dict[str, AgentSpec] = {}
+    plugins: dict[str, dict[str, Any]] = {}
+
+
+def load_config(path: str | os.PathLike[str]) -> KernelConfig:
+    """Read, substitute and validate the YAML file at ``path`` (env from ``os.environ``).
+
+    :raises ConfigError: the file cannot be read, is not valid YAML, or does not validate.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{os.fspath(path)}: cannot read the configuration file: {exc}") from None
+    return parse_config(text, source=os.fspath(path))
+
+
+def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> KernelConfig:
+    """Parse YAML ``text``, substitute ``${...}`` from ``env`` (default ``os.environ``), validate.
+
+    :param source: the file name used in error messages.
+    :raises ConfigError: with ``source:line: key.path: problem`` lines.
+    """
+    try:
+        node = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        raise ConfigError(_yaml_error(exc, source)) from None
+    loader = _Loader(source, os.environ if env is None else env)
+    loader.lines[()] = node.lc.line + 1 if isinstance(node, (CommentedMap, CommentedSeq)) else 1
+    data = loader.plain(node, ())
+    loader.raise_errors()
+    return loader.validate({} if data is None else data)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> KernelConfig:
+    """Validate already-parsed ``data`` exactly as a file would be (no ``${...}``, no line numbers)."""
+    return _Loader(source, {}).validate(data)
+
+
+def default_config() -> KernelConfig:
+    """The configuration used without a file: one offline ``assistant`` agent on ``scripted/echo``."""
+    agent = AgentSpec(
+        name="assistant",
+        description="A friendly offline demo agent",
+        instructions="You are a helpful assistant.",
+        model="scripted/echo",
+        skills={},
+    )
+    return KernelConfig(server=ServerConfig(), agents={"assistant": agent}, plugins={})
+
+
+class _Loader:
+    """One load: the line of every key, which values were a lone ``${...}``, the errors found."""
+
+    def __init__(self, source: str, env: Mapping[str, str]) -> None:
+        self.source, self.env = source, env
+        self.lines: dict[KeyPath, int] = {}
+        self.refs: set[KeyPath] = set()
+        self.errors: list[tuple[int, str]] = []  # (line, message): reported in file order
+
+    def error(self, path: KeyPath, message: str) -> None:
+        # A key that is not in the file (a default, a merged key) is reported at its nearest parent.
+        line = next((self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), 0)
+        location = f"{self.source}:{line}" if line else self.source
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        self.errors.append((line, f"{location}: {key}: {message}" if key else f"{location}: {message}"))
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise ConfigError("\n".join(message for _, message in sorted(self.errors, key=lambda e: e[0])))
+
+    def plain(self, node: Any, path: KeyPath) -> Any:
+        """The ruamel tree as plain dicts, lists and scalars, with ``${...}`` substituted."""
+        if isinstance(node, CommentedMap):
+            for key in node:  # merged (``<<``) keys have no line of their own: the parent's is used
+                if key in node.lc.data:
+                    self.lines[(*path, key)] = node.lc.key(key)[0] + 1
+            return {key: self.plain(value, (*path, key)) for key, value in node.items()}
+        if isinstance(node, CommentedSeq):
+            for i in range(len(node)):
+                self.lines[(*path, i)] = node.lc.item(i)[0] + 1
+            return [self.plain(value, (*path, i)) for i, value in enumerate(node)]
+        if isinstance(node, TaggedScalar):
+            self.error(path, f"unsupported YAML tag `{node.tag.value}`")
+        elif isinstance(node, str):
+            if is_single_reference(node):
+                self.refs.add(path)
+            try:
+                return expand_env(str(node), self.env)
+            except ConfigError as exc:
+                self.error(path, str(exc))
+        elif isinstance(node, bool | ScalarBoolean):  # ruamel's scalar subclasses to plain types
+            return bool(node)
+        elif isinstance(node, float):
+            return float(node)
+        elif isinstance(node, int):
+            return int(node)
+        return node
+
+    def validate(self, data: Any) -> KernelConfig:
+        """Check ``data`` section by section, collecting errors, into a :class:`KernelConfig`."""
+        if not isinstance(data, Mapping):
+            self.error((), f"the configuration must be a mapping with {_keys(KernelConfig)}, got {_kind(data)}")
+            self.raise_errors()
+            raise AssertionError  # unreachable: raise_errors raised
+        for key in data:
+            if key not in ("server", "agents", "plugins"):
+                self.error((key,), f"unknown key{_suggest(key, KernelConfig)}; expected {_keys(KernelConfig)}")
+        server = self.convert(_or_empty(data.get("server")), ServerConfig, ("server",))
+        agents = {
+            name: agent
+            for name, raw in self.mapping(data.get("agents"), ("agents",)).items()
+            if (agent := self.agent(name, raw)) is not None
+        }
+        plugins = {
+            name: value
+            for name, raw in self.mapping(data.get("plugins"), ("plugins",)).items()
+            if (value := self.convert(_or_empty(raw), dict[str, Any], ("plugins", name))) is not None
+        }
+        self.raise_errors()
+        assert server is not None
+        return KernelConfig(server=server, agents=agents, plugins=plugins)
+
+    def mapping(self, value: Any, path: KeyPath) -> Mapping[Any, Any]:
+        if value is None or isinstance(value, Mapping):
+            return value or {}
+        self.error(path, f"expected a mapping, got {_kind(value)}")
+        return {}
+
+    def agent(self, name: Any, raw: Any) -> AgentSpec | None:
+        path: KeyPath = ("agents", name)
+        if not isinstance(name, str):
+            self.error(path, f"agent names must be strings, got {_kind(name)}; quote it: `'{name}':`")
+            return None
+        if not AGENT_NAME_RE.fullmatch(name):
+            self.error(path, "invalid agent name: use 1-64 letters, digits, `_`, `.` or `-`, starting with a letter or digit")
+        elif name.lower() in RESERVED_AGENT_NAMES:
+            self.error(path, f"`{name}` is reserved for a kernel route; reserved: {', '.join(sorted(RESERVED_AGENT_NAMES))}")
+        raw = _or_empty(raw)
+        if isinstance(raw, Mapping) and raw.get("name", name) != name:
+            self.error((*path, "name"), f"`{raw['name']}` does not match the agent's key `{name}`; remove it or make them equal")
+        spec = self.convert({**raw, "name": name} if isinstance(raw, Mapping) else raw, AgentSpec, path)
+        if spec is None:
+            return None
+        for field in ("model", "allowed_models"):
+            value = getattr(spec, field)
+            if field == "model" and value == []:
+                self.error((*path, field), "must not be an empty list")
+            for i, model in enumerate([value] if isinstance(value, str) else value):
+                if not MODEL_RE.fullmatch(model):
+                    where = (*path, field) if isinstance(value, str) else (*path, field, i)
+                    self.error(where, f"`{model}` is not `<provider>/<model>` (e.g. `openai/gpt-4o`)")
+        for i, ref in enumerate(spec.tools):
+            if not TOOL_REF_RE.fullmatch(ref):
+                self.error((*path, "tools", i), f"`{ref}` is not a `module:function` reference")
+        if spec.max_tool_rounds < 0:
+            self.error((*path, "max_tool_rounds"), f"must be >= 0, got {spec.max_tool_rounds}")
+        if spec.tool_timeout <= 0:
+            self.error((*path, "tool_timeout"), f"must be > 0 seconds, got {spec.tool_timeout}")
+        return spec
+
+    def convert(self, value: Any, type_: Any, path: KeyPath) -> Any:
+        """``msgspec.convert`` (strict) after lone ``${...}`` values took their field's type."""
+        try:
+            return msgspec.convert(self.coerce(value, type_, path), type_)
+        except msgspec.ValidationError as exc:
+            message, _, at = str(exc).partition(" - at `$")
+            sub: list[str | int] = [int(i) if i.isdigit() else f for f, i in re.findall(r"\.(\w+)|\[(\d+)\]", at.split("[...]")[0])]
+            if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", message):
+                sub.append(unknown.group(1))
+                message = "unknown key" + (_suggest(unknown.group(1), type_) if not at else "")
+            self.error((*path, *sub), message)
+            return None
+
+    def coerce(self, value: Any, type_: Any, path: KeyPath) -> Any:
+        """Convert the lone ``${...}`` strings under ``value`` to the type their field needs."""
+        if isinstance(value, str) and path in self.refs:
+            try:
+                return msgspec.convert(value, type_, strict=False)
+            except msgspec.ValidationError:
+                return value  # the strict conversion reports it
+        if isinstance(value, Mapping):
+            return {k: self.coerce(v, _child(type_, dict, k), (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.coerce(v, _child(type_, list, i), (*path, i)) for i, v in enumerate(value)]
+        return value
+
+
+@cache
+def _fields(type_: type[msgspec.Struct]) -> dict[str, Any]:
+    return {f.encode_name: f.type for f in msgspec.structs.fields(type_)}
+
+
+def _child(type_: Any, container: type, key: Any) -> Any:
+    """The type of ``type_``'s item ``key`` when ``type_`` holds a ``container``; ``Any`` if unknown."""
+    origin, args = typing.get_origin(type_), typing.get_args(type_)
+    if origin is Annotated:
+        return _child(args[0], container, key)
+    if origin in (typing.Union, types.UnionType):
+        return next((c for a in args if (c := _child(a, container, key)) is not Any), Any)
+    if container is dict and isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+        return _fields(type_).get(key, Any)
+    if container is dict and origin is dict:
+        return args[1]
+    return args[0] if container is list and origin is list else Any
+
+
+def _keys(type_: type[msgspec.Struct]) -> str:
+    return ", ".join(f"`{k}`" for k in _fields(type_))
+
+
+def _suggest(key: Any, type_: Any) -> str:
+    if not (isinstance(type_, type) and issubclass(type_, msgspec.Struct)):
+        return ""
+    close = difflib.get_close_matches(str(key), list(_fields(type_)), n=1)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _or_empty(value: Any) -> Any:
+    """An empty section (``server:`` with nothing under it) means all defaults."""
+    return {} if value is None else value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _yaml_error(exc: YAMLError, source: str) -> str:
+    if not isinstance(exc, MarkedYAMLError) or exc.problem_mark is None:
+        return f"{source}: invalid YAML: {exc}"
+    context = ""
+    if exc.context and exc.context_mark is not None:
+        context = f" ({exc.context} started at line {exc.context_mark.line + 1})"
+    return f"{source}:{exc.problem_mark.line + 1}: invalid YAML: {exc.problem}{context}"
+
+
+__all__ = [
+    "RESERVED_AGENT_NAMES",
+    "KernelConfig",
+    "ServerConfig",
+    "config_from_dict",
+    "default_config",
+    "expand_env",
+    "load_config",
+    "parse_config",
+]
