@@ -66,6 +66,7 @@ from .tools import (
     tool,
 )
 from .wire import (
+    FORWARDED_PARAMS,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -86,6 +87,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANONYMOUS",
+    "FORWARDED_PARAMS",
     "ENTRY_POINT_GROUP",
     "KERNEL_HOOKS",
     "PROJECT_NAME",

@@ -1,0 +1,76 @@
+"""Prometheus metrics (names from the Robutler V2 design), served on their own port.
+
+The metrics live in the process-wide default registry: one kernel per process is the
+deployment model (scale out with replicas), and tests that build many kernels share them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from robutler_specs import RequestContext
+
+REQUEST_COUNT = Counter("robutler_requests_total", "Total requests", ["agent", "method", "status"])
+REQUEST_DURATION = Histogram(
+    "robutler_request_duration_seconds",
+    "Request duration",
+    ["agent"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+ACTIVE_CONNECTIONS = Gauge("robutler_active_connections", "Active connections")
+SKILL_USAGE = Counter("robutler_skill_usage_total", "Skill usage", ["skill", "agent"])
+TOKEN_USAGE = Counter("robutler_tokens_total", "Token usage", ["agent", "type"])
+AGENT_HEALTH = Gauge("robutler_agent_health", "Agent health status", ["agent"])
+DYNAMIC_AGENTS = Gauge("robutler_dynamic_agents_active", "Active dynamic agents")
+
+
+def observe_request(ctx: RequestContext, error: BaseException | None) -> None:
+    """Record the tokens and skill usage of a finished request."""
+    agent = ctx.agent.name
+    prompt = completion = 0
+    for record in ctx.usage:
+        if record.kind == "llm":
+            prompt += record.prompt_tokens
+            completion += record.completion_tokens
+        if record.plugin:
+            SKILL_USAGE.labels(record.plugin, agent).inc()
+    if prompt:
+        TOKEN_USAGE.labels(agent, "prompt").inc(prompt)
+    if completion:
+        TOKEN_USAGE.labels(agent, "completion").inc(completion)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: request count, duration and active connections.
+
+    The agent label comes from ``scope["robutler.agent"]``, which the endpoints set once
+    they have resolved a known agent (so unknown names cannot blow up label cardinality).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import time
+
+        status = 500
+        started = time.perf_counter()
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        ACTIVE_CONNECTIONS.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            ACTIVE_CONNECTIONS.dec()
+            agent = scope.get("robutler.agent", "-")
+            REQUEST_COUNT.labels(agent, scope["method"], str(status)).inc()
+            REQUEST_DURATION.labels(agent).observe(time.perf_counter() - started)

@@ -1,0 +1,201 @@
+"""Plugin discovery and the skill registry.
+
+Plugins are modules named by entry points in the ``robutler.plugins`` group. Loading is
+guarded: a plugin that fails to import is named in the error together with the way to switch
+it off. ``ROBUTLER_LOAD_PLUGINS`` (comma-separated allowlist) and ``ROBUTLER_DISABLE_PLUGINS``
+(blocklist) choose which entry points load. Tests skip discovery and pass plugins explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pluggy
+from robutler_specs import (
+    ENTRY_POINT_GROUP,
+    PROJECT_NAME,
+    AgentSpec,
+    ConfigError,
+    KernelHooks,
+    PluginError,
+    Skill,
+    SkillHooks,
+)
+
+from .resolve import resolve_skills
+
+ENV_LOAD = "ROBUTLER_LOAD_PLUGINS"
+ENV_DISABLE = "ROBUTLER_DISABLE_PLUGINS"
+
+
+@dataclass
+class PluginInfo:
+    """A loaded plugin: its module, where it came from, and the skills it provides."""
+
+    name: str
+    module: Any
+    distribution: str | None = None
+    version: str | None = None
+    skills: list[type[Skill]] = field(default_factory=list)
+
+
+def _names(value: str | None) -> set[str] | None:
+    if value is None or not value.strip():
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The installed entry points of the ``robutler.plugins`` group, sorted by name."""
+    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
+class PluginRegistry:
+    """The plugins a kernel runs with, and the skills they provide.
+
+    Holds the kernel-level plugin manager (plugin modules, kernel hooks) and builds one
+    plugin manager per agent holding that agent's skill instances.
+    """
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(KernelHooks)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.skills: dict[str, type[Skill]] = {}
+        self.skill_plugin: dict[str, str] = {}
+
+    # -- loading ---------------------------------------------------------------------
+
+    def discover(self, env: Mapping[str, str] | None = None) -> None:
+        """Load every installed plugin entry point, honouring the allow/block lists."""
+        env = os.environ if env is None else env
+        allow = _names(env.get(ENV_LOAD))
+        block = _names(env.get(ENV_DISABLE)) or set()
+        for ep in entry_points():
+            if ep.name in block or (allow is not None and ep.name not in allow):
+                continue
+            if ep.name in self.plugins:
+                continue
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            try:
+                module = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({dist or ep.value}) failed to load: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall it, or switch it off "
+                    f"with {ENV_DISABLE}={ep.name}"
+                ) from exc
+            self.add(module, name=ep.name, distribution=dist, version=version)
+
+    def add(
+        self,
+        plugin: Any,
+        *,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginInfo:
+        """Register a plugin: a module (or object) with kernel hooks, or a Skill class."""
+        if isinstance(plugin, type) and issubclass(plugin, Skill):
+            skill_cls = plugin
+            plugin = types.SimpleNamespace(robutler_skills=lambda: [skill_cls])
+            name = name or skill_cls.name
+        name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        if name in self.plugins:
+            raise PluginError(f"plugin {name!r} is registered twice")
+        if not isinstance(plugin, types.SimpleNamespace):
+            try:
+                self.pm.register(plugin, name=name)
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                self.pm.unregister(name=name)
+                raise PluginError(f"plugin {name!r} has an invalid hook: {exc}") from exc
+        info = PluginInfo(name, plugin, distribution, version)
+        provider = getattr(plugin, "robutler_skills", None)
+        for skill in (provider() if provider else None) or []:
+            self._add_skill(info, skill)
+        self.plugins[name] = info
+        return info
+
+    def _add_skill(self, info: PluginInfo, skill: Any) -> None:
+        if not (isinstance(skill, type) and issubclass(skill, Skill)) or not skill.name:
+            raise PluginError(
+                f"plugin {info.name!r} returned {skill!r} from robutler_skills: "
+                "expected a Skill subclass with a name"
+            )
+        owner = self.skill_plugin.get(skill.name)
+        if owner is not None and self.skills[skill.name] is not skill:
+            raise PluginError(
+                f"skill {skill.name!r} is provided by both plugin {owner!r} and plugin "
+                f"{info.name!r}; switch one off with {ENV_DISABLE}"
+            )
+        self.skills[skill.name] = skill
+        self.skill_plugin[skill.name] = info.name
+        info.skills.append(skill)
+
+    # -- per agent -----------------------------------------------------------------------
+
+    def provider_skill(self, prefix: str) -> str | None:
+        """The skill serving models with this provider prefix, if any."""
+        for name, skill in self.skills.items():
+            if skill.provider == prefix:
+                return name
+        return None
+
+    def skill_names_for(self, agent: AgentSpec) -> list[str]:
+        """The skills an agent runs: configured ones, the providers of its models, and
+        their dependencies (resolved transitively)."""
+        requested = list(agent.skills)
+        for model in agent.models + list(agent.allowed_models):
+            prefix = model.split("/", 1)[0]
+            if any(self.skills[s].provider == prefix for s in requested if s in self.skills):
+                continue
+            provider = self.provider_skill(prefix)
+            if provider is None:
+                raise PluginError(
+                    f"agent {agent.name!r}: no installed plugin serves model {model!r}; "
+                    f"install one that provides provider {prefix!r} "
+                    f"(pip install robutler-plugin-{prefix})"
+                )
+            requested.append(provider)
+        requires = {name: skill.requires for name, skill in self.skills.items()}
+        return resolve_skills(requested, requires, agent=agent.name)
+
+    def build_skills(self, agent: AgentSpec) -> list[Skill]:
+        """Instantiate the agent's skills with validated config, in hook call order."""
+        instances: list[Skill] = []
+        for name in self.skill_names_for(agent):
+            cls = self.skills[name]
+            raw = agent.skills.get(name) or {}
+            try:
+                config = msgspec.convert(raw, cls.Config, strict=False)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"agents.{agent.name}.skills.{name}: {exc}") from None
+            instances.append(cls(config, agent))
+        # Stable sort: equal priorities keep config order.
+        return sorted(instances, key=lambda s: s.priority)
+
+    def skill_manager(self, agent: AgentSpec, skills: Iterable[Skill]) -> pluggy.PluginManager:
+        """A plugin manager holding ``skills`` so that they are called in the given order."""
+        pm = pluggy.PluginManager(PROJECT_NAME)
+        pm.add_hookspecs(SkillHooks)
+        # pluggy calls the most recently registered implementation first.
+        for skill in reversed(list(skills)):
+            try:
+                pm.register(skill, name=skill.name)
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(
+                    f"agent {agent.name!r}: skill {skill.name!r} has an invalid hook: {exc}"
+                ) from exc
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"agent {agent.name!r}: {exc}") from exc
+        return pm

@@ -1,0 +1,107 @@
+"""The kernel's Starlette app: routes, pure-ASGI middleware, OpenAI-shaped errors, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from robutler_specs import HttpRequest, NotFound, RequestError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..metrics import MetricsMiddleware
+from .chat import ChatEndpoint, headers_of
+from .health import make_health_routes
+from .routes import error_response, guarded, json_response, make_routes
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+
+def _plugin_routes(kernel: Kernel) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for plugin_routes in kernel.hooks.pm.hook.robutler_routes():
+        for route in plugin_routes or ():
+            async def endpoint(request: Request, handler: Any = route.handler) -> Response:
+                body = await request.body()
+                result = await handler(
+                    HttpRequest(
+                        method=request.method,
+                        path=request.url.path,
+                        query={**request.query_params, **request.path_params},
+                        headers=headers_of(request.scope),
+                        body=body,
+                    )
+                )
+                return json_response(result)
+
+            routes.append(Route(route.path, guarded(endpoint), methods=list(route.methods)))
+    return routes
+
+
+def build_app(kernel: Kernel) -> Starlette:
+    """Build the Starlette app serving ``kernel``'s agents."""
+    handlers = make_routes(kernel)
+    health = make_health_routes(kernel)
+    server = kernel.config.server
+    routes: list[BaseRoute] = [
+        Route("/", guarded(health["basic"]), methods=["GET"]),
+        Route("/health", guarded(health["basic"]), methods=["GET"]),
+        Route("/health/detailed", guarded(health["detailed"]), methods=["GET"]),
+        Route("/ready", guarded(health["ready"]), methods=["GET"]),
+        Route("/live", guarded(health["live"]), methods=["GET"]),
+        Route("/v1/models", guarded(handlers["models"]), methods=["GET"]),
+        Route("/v1/chat/completions", ChatEndpoint(kernel, by_model=True), methods=["POST"]),
+        Route("/v1/completions", guarded(handlers["completions"]), methods=["POST"]),
+        Route("/agents", guarded(handlers["agents"]), methods=["GET"]),
+        *_plugin_routes(kernel),
+        Route("/{agent}/chat/completions", ChatEndpoint(kernel, by_model=False), methods=["POST"]),
+        Route("/{agent}", guarded(handlers["agent_info"]), methods=["GET"]),
+        Route(
+            "/{agent}/{path:path}",
+            guarded(handlers["skill_http"]),
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        ),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error_response(NotFound(f"no route {request.method} {request.url.path}", code="route_not_found"))
+        error = RequestError(
+            f"{request.method} is not allowed on {request.url.path}" if exc.status_code == 405 else str(exc.detail),
+            status=exc.status_code,
+            code="method_not_allowed" if exc.status_code == 405 else "http_error",
+        )
+        return error_response(error)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        from .responses import internal_error
+
+        return error_response(internal_error(exc))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with kernel.lifespan():
+            yield
+
+    middleware = [Middleware(MetricsMiddleware)]
+    if server.cors_origins:
+        middleware.append(
+            Middleware(CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"], allow_headers=["*"])
+        )
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+
+
+__all__ = ["build_app", "json_response"]

@@ -1,0 +1,193 @@
+"""``POST /{agent}/chat/completions`` and ``POST /v1/chat/completions``, JSON and SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from robutler_specs import (
+    FORWARDED_PARAMS,
+    BadRequest,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    NotFound,
+    ProviderTimeout,
+    RequestContext,
+    RequestError,
+)
+
+from .responses import decode_error, encode, internal_error, read_body, send_error, send_json
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..kernel import Kernel
+
+log = logging.getLogger("robutler.server")
+
+_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+DONE = b"data: [DONE]\n\n"
+
+
+def headers_of(scope: dict[str, Any]) -> dict[str, str]:
+    """Request headers as a dict with lower-case names (the last value wins)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def params_of(request: Any) -> dict[str, Any]:
+    """The LLM parameters a request sets."""
+    params = {}
+    for name in FORWARDED_PARAMS:
+        value = getattr(request, name, None)
+        if value is not None:
+            params[name] = value
+    return params
+
+
+class ChatEndpoint:
+    """The chat completions endpoint as a raw ASGI app.
+
+    :param kernel: the kernel serving the agents.
+    :param by_model: take the agent name from the body's ``model`` (the ``/v1`` route)
+        instead of the ``agent`` path parameter.
+    """
+
+    def __init__(self, kernel: Kernel, *, by_model: bool) -> None:
+        self.kernel = kernel
+        self.by_model = by_model
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            request = await self._request(scope, receive)
+            agent = await self._agent(scope, request)
+            ctx = RequestContext(
+                agent.spec,
+                request.messages,
+                params=params_of(request),
+                client_tools=request.tools,
+                stream=request.stream,
+                headers=headers_of(scope),
+            )
+            if request.stream:
+                include_usage = bool(request.stream_options and request.stream_options.include_usage)
+                await self._stream(agent, ctx, include_usage, receive, send)
+            else:
+                await self._complete(agent, ctx, send)
+        except RequestError as exc:
+            await send_error(send, exc)
+        except ConnectionResetError:
+            return
+        except Exception as exc:
+            await send_error(send, internal_error(exc))
+
+    async def _request(self, scope: dict[str, Any], receive: Any) -> ChatCompletionRequest:
+        body = await read_body(scope, receive, self.kernel.config.server.max_body_bytes)
+        try:
+            request = _decoder.decode(body)
+        except msgspec.MsgspecError as exc:
+            raise decode_error(exc, "chat completion request") from None
+        if not request.messages:
+            raise BadRequest("messages must contain at least one message", param="messages")
+        if request.n not in (None, 1):
+            raise BadRequest("only n=1 is supported", param="n")
+        return request
+
+    async def _agent(self, scope: dict[str, Any], request: ChatCompletionRequest) -> Agent:
+        if self.by_model:
+            name = request.model
+            if not name:
+                raise BadRequest("model is required: set it to the agent's name", param="model")
+        else:
+            name = scope["path_params"]["agent"]
+        if not self.kernel.started:
+            await self.kernel.startup()
+        agent = await self.kernel.get_agent(name)
+        if agent is None:
+            known = ", ".join(self.kernel.agent_names) or "none"
+            raise NotFound(
+                f"no agent named {name!r} (agents: {known})",
+                param="model" if self.by_model else None,
+                code="model_not_found" if self.by_model else "agent_not_found",
+            )
+        scope["robutler.agent"] = agent.name
+        return agent
+
+    async def _complete(self, agent: Agent, ctx: RequestContext, send: Any) -> None:
+        timeout = self.kernel.config.server.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                completion = await agent.complete(ctx)
+        except TimeoutError:
+            raise ProviderTimeout(
+                f"the request took longer than {timeout:g} s (server.request_timeout)"
+            ) from None
+        headers = {"x-request-id": ctx.request_id, **ctx.response_headers}
+        await send_json(send, 200, encode(completion), headers)
+
+    async def _stream(
+        self, agent: Agent, ctx: RequestContext, include_usage: bool, receive: Any, send: Any
+    ) -> None:
+        chunks = agent.stream(ctx, include_usage=include_usage)
+        try:
+            # Nothing is sent before the first chunk exists: an error up to here (auth,
+            # payment, provider down) still gets its own status and a JSON body.
+            first = await chunks.__anext__()
+        except BaseException:
+            await chunks.aclose()
+            raise
+        headers = SSE_HEADERS + [(b"x-request-id", ctx.request_id.encode())]
+        headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in ctx.response_headers.items())
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await pump(chunks, first, receive, send)
+
+
+async def pump(
+    chunks: AsyncIterator[ChatCompletionChunk], first: ChatCompletionChunk, receive: Any, send: Any
+) -> None:
+    """Send chunks as SSE until done, the client leaves, or an error (sent as an error event).
+
+    A watcher task waits for ``http.disconnect`` and cancels the sender, which closes the
+    chunk iterator and with it the upstream request; ``finalize_connection`` runs in the
+    iterator's ``finally``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await send({"type": "http.response.body", "body": b"data: " + encode(first) + b"\n\n", "more_body": True})
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": b"data: " + encode(chunk) + b"\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+    except asyncio.CancelledError:
+        await chunks.aclose()
+        if not gone:
+            raise
+        task.uncancel()
+        log.info("client disconnected mid-stream")
+    except Exception as exc:
+        await chunks.aclose()
+        error = exc if isinstance(exc, RequestError) else internal_error(exc)
+        log.warning("stream ended with an error: %s", error.message)
+        try:
+            await send({"type": "http.response.body", "body": b"data: " + encode(error.to_body()) + b"\n\n" + DONE})
+        except Exception:
+            pass
+    finally:
+        watcher.cancel()

@@ -1,0 +1,105 @@
+"""Running the model's tool calls: scope, hooks, argument validation, timeouts, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any
+
+from robutler_specs import (
+    RequestContext,
+    RequestError,
+    ToolInvocation,
+    ToolResult,
+    UsageRecord,
+)
+
+from .hooks import HookCaller
+from .usage import to_text
+
+log = logging.getLogger("robutler.tools")
+
+
+async def _call(inv: ToolInvocation, ctx: RequestContext, timeout: float) -> Any:
+    tool = inv.tool
+    assert tool is not None
+    kwargs = tool.parse_arguments(inv.arguments)
+    if tool.context_param:
+        kwargs[tool.context_param] = ctx
+    if tool.is_async:
+        return await asyncio.wait_for(tool.fn(**kwargs), timeout)
+    # A sync tool runs in a worker thread; on timeout the thread cannot be killed, but
+    # the request no longer waits for it.
+    return await asyncio.wait_for(
+        asyncio.to_thread(functools.partial(tool.fn, **kwargs)), timeout
+    )
+
+
+async def run_tool(
+    hooks: HookCaller, ctx: RequestContext, inv: ToolInvocation, timeout: float
+) -> ToolResult:
+    """Run one tool call through ``before_toolcall`` / the tool / ``after_toolcall``
+    (or the handoff hooks). Failures become error results the model sees; only a
+    ``RequestError`` (a deliberate stop) propagates."""
+    tool = inv.tool
+    if tool is None:
+        return ToolResult(
+            content=f"Error: there is no tool named {inv.name!r} available to you.",
+            is_error=True,
+        )
+    before, after = (
+        ("before_handoff", "after_handoff") if tool.is_handoff else ("before_toolcall", "after_toolcall")
+    )
+    key = "handoff" if tool.is_handoff else "call"
+    started = time.perf_counter()
+    result: ToolResult | None = await hooks.first(before, ctx=ctx, **{key: inv})
+    if result is None:
+        try:
+            value = await _call(inv, ctx, timeout)
+            result = ToolResult(content=to_text(value), plugin=tool.plugin)
+        except RequestError:
+            raise
+        except TimeoutError:
+            result = ToolResult(
+                content=f"Error: tool {inv.name!r} timed out after {timeout:g} s.",
+                is_error=True,
+                plugin=tool.plugin,
+            )
+        except ValueError as exc:
+            result = ToolResult(content=f"Error: {exc}", is_error=True, plugin=tool.plugin)
+        except Exception as exc:
+            log.warning("tool %r (%s) failed: %r", inv.name, tool.plugin, exc, exc_info=True)
+            result = ToolResult(
+                content=f"Error: tool {inv.name!r} failed: {type(exc).__name__}: {exc}",
+                is_error=True,
+                plugin=tool.plugin,
+            )
+    result = await hooks.chain(after, "result", ctx=ctx, result=result, **{key: inv})
+    ctx.usage.append(
+        UsageRecord(
+            kind="handoff" if tool.is_handoff else "tool",
+            name=inv.name,
+            plugin=tool.plugin,
+            ok=not result.is_error,
+            error=result.content if result.is_error else None,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+    )
+    return result
+
+
+async def run_tools(
+    hooks: HookCaller, ctx: RequestContext, calls: list[ToolInvocation], timeout: float
+) -> list[ToolResult]:
+    """Run the tool calls of one turn concurrently; results in call order."""
+    if len(calls) == 1:
+        return [await run_tool(hooks, ctx, calls[0], timeout)]
+    outcomes = await asyncio.gather(
+        *(run_tool(hooks, ctx, c, timeout) for c in calls), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return list(outcomes)  # type: ignore[arg-type]
