@@ -20,6 +20,7 @@ from robutler_specs.wire import CompletionRequest, ModelCard, ModelList
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..config import RESERVED_AGENT_NAMES
 from .chat import headers_of
 from .responses import decode_error, encode, internal_error, read_body
 
@@ -39,7 +40,9 @@ def error_response(error: RequestError) -> Response:
     return json_response(error.to_body(), error.status, error.headers or None)
 
 
-async def _agent_or_404(kernel: Kernel, name: str) -> Any:
+async def _agent_or_404(kernel: Kernel, name: str, request: Request | None = None) -> Any:
+    if name in RESERVED_AGENT_NAMES and request is not None:
+        raise NotFound(f"no route {request.method} {request.url.path}", code="route_not_found")
     if not kernel.started:
         await kernel.startup()
     agent = await kernel.get_agent(name)
@@ -109,7 +112,7 @@ def make_routes(kernel: Kernel) -> dict[str, Any]:
 
     async def skill_http(request: Request) -> Response:
         """A skill's ``@http`` endpoint under ``/{agent}/{path}``."""
-        agent = await _agent_or_404(kernel, request.path_params["agent"])
+        agent = await _agent_or_404(kernel, request.path_params["agent"], request)
         path = request.path_params["path"].strip("/")
         endpoint = agent.http_endpoint(path, request.method)
         if endpoint is None:

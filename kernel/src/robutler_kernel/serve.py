@@ -1,0 +1,73 @@
+"""Serving a kernel on Hypercorn, with Prometheus metrics on their own port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Any
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from .kernel import Kernel
+
+log = logging.getLogger("robutler.serve")
+
+
+def hypercorn_config(host: str, port: int, *, access_log: bool = False) -> HypercornConfig:
+    """Hypercorn settings for the kernel: one bind, no access log by default (it costs
+    throughput; the metrics count every request), a graceful shutdown window."""
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = "-" if access_log else None
+    config.errorlog = "-"
+    config.keep_alive_timeout = 75
+    config.graceful_timeout = 10
+    return config
+
+
+def start_metrics_server(port: int | None, host: str) -> int | None:
+    """Serve ``/metrics`` on ``port`` in a background thread; returns the bound port.
+
+    A port that is taken is logged and skipped, so a second replica on one machine
+    still serves agents."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.warning("metrics port %s unavailable (%s); metrics are not served", port, exc)
+        return None
+    return port
+
+
+async def serve(kernel: Kernel, host: str, port: int, *, access_log: bool = False, ready: Any = None) -> None:
+    """Serve ``kernel`` until SIGINT/SIGTERM. ``ready(url)`` is called once listening."""
+    config = hypercorn_config(host, port, access_log=access_log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    sock.close()
+    config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]
+    task = asyncio.create_task(hypercorn_serve(kernel.asgi_app(), config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    while not kernel.started and not task.done():
+        await asyncio.sleep(0.01)
+    if ready is not None and not task.done():
+        ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound}")
+    await task
