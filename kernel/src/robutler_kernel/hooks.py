@@ -81,7 +81,7 @@ class HookCaller:
             ) from exc
         return result
 
-    async def call(self, name: str, **kwargs: Any) -> list[Any]:
+    async def call(self, name: str, /, **kwargs: Any) -> list[Any]:
         """Call every implementation; return the non-``None`` results in call order."""
         results = []
         for impl in self._impls[name]:
@@ -90,7 +90,7 @@ class HookCaller:
                 results.append(result)
         return results
 
-    async def first(self, name: str, **kwargs: Any) -> Any:
+    async def first(self, name: str, /, **kwargs: Any) -> Any:
         """Call implementations until one returns non-``None``; return that (or ``None``)."""
         for impl in self._impls[name]:
             result = await self._invoke(name, impl, kwargs)
@@ -98,7 +98,7 @@ class HookCaller:
                 return result
         return None
 
-    async def chain(self, name: str, key: str, **kwargs: Any) -> Any:
+    async def chain(self, name: str, key: str, /, **kwargs: Any) -> Any:
         """Thread ``kwargs[key]`` through every implementation: a non-``None`` result
         replaces it for the next one. Returns the final value."""
         for impl in self._impls[name]:
@@ -107,7 +107,7 @@ class HookCaller:
                 kwargs[key] = result
         return kwargs[key]
 
-    async def call_all_logged(self, name: str, **kwargs: Any) -> None:
+    async def call_all_logged(self, name: str, /, **kwargs: Any) -> None:
         """Call every implementation even if some raise; errors are logged, not raised.
 
         Used for ``finalize_connection``, which must always run completely.

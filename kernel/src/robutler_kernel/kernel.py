@@ -119,6 +119,11 @@ class Kernel:
                 self.agents[name] = spec
         return agent
 
+    async def embed(self, texts: Iterable[str], model: str | None = None) -> list[list[float]] | None:
+        """Embed texts through the first plugin whose ``robutler_embed`` answers."""
+        result: list[list[float]] | None = await self.hooks.first("robutler_embed", texts=list(texts), model=model)
+        return result
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def startup(self) -> None:
