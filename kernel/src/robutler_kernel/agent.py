@@ -384,7 +384,12 @@ class Agent:
         started = time.perf_counter()
         stream = await self.hooks.first("llm_stream", ctx=ctx, call=call)
         if stream is None:
-            raise self._no_provider(call)
+            # A provider that only completes still serves stream requests, in one delta.
+            result = await self._complete_llm(ctx, call)
+            if result.message.content:
+                yield Delta(content=result.message.text())
+            yield result
+            return
         assembler = StreamAssembler()
         try:
             async with aclosing(stream) as chunks:

@@ -94,6 +94,8 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         node = YAML(typ="rt").load(text)
     except YAMLError as exc:
         raise ConfigError(_yaml_error(exc, source)) from None
+    except Exception as exc:  # ruamel itself crashes on a few malformed scalars (``-_``: IndexError)
+        raise ConfigError(f"{source}: invalid YAML: the parser failed with {type(exc).__name__}: {exc}") from None
     loader = _Loader(source, os.environ if env is None else env)
     loader.lines[()] = node.lc.line + 1 if isinstance(node, (CommentedMap, CommentedSeq)) else 1
     data = loader.plain(node, ())
@@ -140,15 +142,14 @@ class _Loader:
 
     def plain(self, node: Any, path: KeyPath) -> Any:
         """The ruamel tree as plain dicts, lists and scalars, with ``${...}`` substituted."""
-        if isinstance(node, CommentedMap):
-            for key in node:  # merged (``<<``) keys have no line of their own: the parent's is used
-                if key in node.lc.data:
-                    self.lines[(*path, key)] = node.lc.key(key)[0] + 1
+        if isinstance(node, CommentedMap | CommentedSeq):
+            # ``lc.data`` holds (line, column, ...) per key/index; merged (``<<``) keys have none
+            # of their own, so errors under them are reported at the parent's line.
+            for key, position in (node.lc.data or {}).items():
+                self.lines[(*path, key)] = position[0] + 1
+            if isinstance(node, CommentedSeq):
+                return [self.plain(value, (*path, i)) for i, value in enumerate(node)]
             return {key: self.plain(value, (*path, key)) for key, value in node.items()}
-        if isinstance(node, CommentedSeq):
-            for i in range(len(node)):
-                self.lines[(*path, i)] = node.lc.item(i)[0] + 1
-            return [self.plain(value, (*path, i)) for i, value in enumerate(node)]
         if isinstance(node, TaggedScalar):
             self.error(path, f"unsupported YAML tag `{node.tag.value}`")
         elif isinstance(node, str):

@@ -114,6 +114,11 @@ def make_routes(kernel: Kernel) -> dict[str, Any]:
         """A skill's ``@http`` endpoint under ``/{agent}/{path}``."""
         agent = await _agent_or_404(kernel, request.path_params["agent"], request)
         path = request.path_params["path"].strip("/")
+        if path == "chat/completions":
+            raise RequestError(
+                f"{request.method} is not allowed on {request.url.path}; use POST",
+                status=405, code="method_not_allowed",
+            )
         endpoint = agent.http_endpoint(path, request.method)
         if endpoint is None:
             raise NotFound(f"agent {agent.name!r} has no endpoint {request.method} /{path}", code="route_not_found")

@@ -1,0 +1,120 @@
+"""Streaming over a real socket (Hypercorn): the official client, and a client that leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import robutler_plugin_scripted as scripted
+from robutler_kernel.testing import LiveServer, make_kernel
+from robutler_specs import (
+    ChatCompletionChunk,
+    ChunkChoice,
+    Delta,
+    LLMCall,
+    RequestContext,
+    Skill,
+    hookimpl,
+)
+
+
+class Endless(Skill):
+    """A provider that streams forever and records being closed."""
+
+    name = "endless"
+    provider = "endless"
+    closed = threading.Event()
+    finalized: list[str] = []
+
+    @hookimpl
+    def llm_stream(self, call: LLMCall) -> AsyncIterator[ChatCompletionChunk] | None:
+        async def chunks() -> AsyncIterator[ChatCompletionChunk]:
+            try:
+                n = 0
+                while True:
+                    n += 1
+                    yield ChatCompletionChunk(id="u", created=0, model="m", choices=[ChunkChoice(0, Delta(content=f"tok{n} "))])
+                    await asyncio.sleep(0.01)
+            finally:
+                Endless.closed.set()
+
+        return chunks()
+
+    @hookimpl
+    def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
+        Endless.finalized.append(type(error).__name__ if error else "ok")
+
+
+def test_official_client_streams_over_real_http() -> None:
+    kernel = make_kernel({"helper": {"model": "scripted/echo"}}, plugins=[scripted])
+    with LiveServer(kernel) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+        stream = client.chat.completions.create(
+            model="helper",
+            messages=[{"role": "user", "content": "stream me please"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "You said: stream me please"
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None  # include_usage chunk
+    assert chunks[-2].choices[0].finish_reason == "stop"
+
+
+def test_client_disconnect_mid_stream_cancels_upstream_and_finalizes() -> None:
+    Endless.closed.clear()
+    Endless.finalized.clear()
+    kernel = make_kernel({"forever": {"model": "endless/x", "skills": {"endless": None}}}, plugins=[scripted, Endless])
+    with LiveServer(kernel) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        body = b'{"stream": true, "messages": [{"role": "user", "content": "go"}]}'
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /forever/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while received.count(b"data: ") < 5:
+                received += sock.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200") and b"tok1" in received
+        # The socket is closed: the server must stop the upstream stream and finalize.
+        assert Endless.closed.wait(5), "the upstream stream was not closed after the client left"
+        deadline = time.monotonic() + 5
+        while not Endless.finalized and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert Endless.finalized == ["CancelledError"]
+
+
+def test_error_mid_stream_is_an_error_event_then_done() -> None:
+    class Flaky(Skill):
+        name = "flaky"
+        provider = "flaky"
+
+        @hookimpl
+        def llm_stream(self) -> Any:
+            async def chunks() -> AsyncIterator[ChatCompletionChunk]:
+                yield ChatCompletionChunk(id="u", created=0, model="m", choices=[ChunkChoice(0, Delta(content="partial "))])
+                raise ConnectionResetError("upstream hung up")
+
+            return chunks()
+
+    kernel = make_kernel({"flaky": {"model": "flaky/x", "skills": {"flaky": None}}}, plugins=[scripted, Flaky])
+    with LiveServer(kernel) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/flaky", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "go"}], stream=True)
+        received = []
+        try:
+            for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "")
+            raise AssertionError("the stream should have ended with an error")
+        except openai.APIError as exc:
+            assert "upstream hung up" in str(exc)
+    assert "partial " in received
