@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from robutler_specs import AgentSpec, ConfigError
 
 from robutler_kernel.config import (
     RESERVED_AGENT_NAMES,
@@ -20,6 +19,7 @@ from robutler_kernel.config import (
     parse_config,
 )
 from robutler_kernel.envvars import expand_env, is_single_reference
+from robutler_specs import AgentSpec, ConfigError
 
 GOOD = """\
 server:
@@ -198,7 +198,7 @@ def test_errors_are_collected_per_agent_in_file_order() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", sorted(RESERVED_AGENT_NAMES) + ["Health", "V1"])
+@pytest.mark.parametrize("name", [*sorted(RESERVED_AGENT_NAMES), "Health", "V1"])
 def test_reserved_agent_name(name: str) -> None:
     message = error_of(f"agents:\n  '{name}': {{}}\n")
     assert message.startswith(f"robutler.yaml:2: agents.{name}: `{name}` is reserved")
@@ -279,7 +279,7 @@ def test_default_config() -> None:
 # ---- the ${...} parser, property-based
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
-DEFAULTS = st.text(st.characters(blacklist_characters="}", blacklist_categories=("Cs",))).filter(lambda d: "${" not in d)
+DEFAULTS = st.text(st.characters(blacklist_characters="}", blacklist_categories=["Cs"])).filter(lambda d: "${" not in d)
 TEXT = st.text(st.sampled_from("${}:-_aZ0 $\\\n"), max_size=30) | st.text(max_size=30)
 
 

@@ -17,11 +17,12 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 import msgspec
-from robutler_specs import AgentSpec, ConfigError
-from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
+
+from robutler_specs import AgentSpec, ConfigError
 
 from .envvars import expand_env, is_single_reference
 
@@ -209,7 +210,7 @@ class _Loader:
         raw = _or_empty(raw)
         if isinstance(raw, Mapping) and raw.get("name", name) != name:
             self.error((*path, "name"), f"`{raw['name']}` does not match the agent's key `{name}`; remove it or make them equal")
-        spec = self.convert({**raw, "name": name} if isinstance(raw, Mapping) else raw, AgentSpec, path)
+        spec: AgentSpec | None = self.convert({**raw, "name": name} if isinstance(raw, Mapping) else raw, AgentSpec, path)
         if spec is None:
             return None
         for field in ("model", "allowed_models"):
