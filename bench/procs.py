@@ -1,0 +1,194 @@
+"""Starting, pinning, probing and stopping the benchmark's processes.
+
+Every process starts in its own session (process group) and is stopped with its group:
+SIGTERM, then SIGKILL after a grace period. :class:`ProcessSet` stops them all on exit,
+whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which cores each role runs on (``None``: not pinned)."""
+
+    server: set[int] | None
+    upstream: set[int] | None
+    load: set[int] | None
+
+    def describe(self) -> str:
+        if self.server is None:
+            return "not pinned"
+        return (f"server under test on core {_cores(self.server)}; fake upstream on core "
+                f"{_cores(self.upstream)}; load generator and harness on core {_cores(self.load)}")
+
+
+def _cores(cores: set[int] | None) -> str:
+    return ",".join(map(str, sorted(cores or ()))) or "-"
+
+
+def cpu_plan(pin: bool = True) -> CpuPlan:
+    """The server under test gets one core to itself; the fake upstream the next one; the
+    load generator the rest (with two cores it shares the upstream's core)."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return CpuPlan(None, None, None)
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return CpuPlan(None, None, None)
+    rest = set(cores[2:]) or {cores[1]}
+    return CpuPlan({cores[0]}, {cores[1]}, rest)
+
+
+def pin(pid: int, cores: set[int] | None) -> None:
+    """Pin every thread of ``pid`` to ``cores`` (new threads inherit it)."""
+    if cores is None:
+        return
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            pass
+
+
+def python_env() -> dict[str, str]:
+    """The environment of child processes: ``bench`` importable, unbuffered output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Proc:
+    """A child process with its output in a log file.
+
+    :param name: for messages.
+    :param argv: the command (``sys.executable`` is prepended when it starts with ``-m``).
+    :param log_dir: where ``<name>.log`` goes.
+    :param cores: the cores to pin it to.
+    """
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, cores: set[int] | None = None) -> None:
+        self.name = name
+        self.argv = [sys.executable, *argv] if argv[0] == "-m" else argv
+        self.log_path = log_dir / f"{name}.log"
+        self.cores = cores
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def start(self) -> Proc:
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT, env=python_env(), start_new_session=True,
+        )
+        pin(self.popen.pid, self.cores)
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        assert self.popen is not None
+        if self.popen.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with code {self.popen.returncode}; its log ({self.log_path}):\n"
+                f"{self.log_tail()}"
+            )
+
+    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        """Wait until ``GET url`` answers (any status below 500)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status < 500:
+                        return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not answer {url} within {timeout:g} s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds."""
+        if self.popen is None:
+            return
+        try:
+            if self.popen.poll() is None:
+                _signal_group(self.popen.pid, signal.SIGTERM)
+                try:
+                    self.popen.wait(grace)
+                except subprocess.TimeoutExpired:
+                    _signal_group(self.popen.pid, signal.SIGKILL)
+                    self.popen.wait(grace)
+            else:  # the leader is gone; its group may not be
+                _signal_group(self.popen.pid, signal.SIGKILL)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class ProcessSet:
+    """Processes stopped together (last started, first stopped) when the block exits."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []
+
+    def start(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        return proc.start()
+
+    def __enter__(self) -> ProcessSet:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        while self.procs:
+            self.procs.pop().stop()
