@@ -30,12 +30,16 @@ from .envvars import expand_env, is_single_reference
 RESERVED_AGENT_NAMES: frozenset[str] = frozenset(
     {"v1", "health", "ready", "live", "agents", "metrics", "docs", "openapi.json", "favicon.ico", "static", "admin"}
 )
+#: What an agent name (its URL path segment) may look like (matched in full).
 AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: ``<provider>/<model>``; the model part may itself contain ``/`` (``openrouter/meta-llama/x``).
 MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/\S+")
+#: A plain-Python tool reference, ``module:function``.
 TOOL_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535, description="0 picks a free port")]
-KeyPath = tuple[str | int, ...]
+#: A TCP port; ``0`` asks the OS for a free one.
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_KeyPath = tuple[str | int, ...]
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -126,11 +130,11 @@ class _Loader:
 
     def __init__(self, source: str, env: Mapping[str, str]) -> None:
         self.source, self.env = source, env
-        self.lines: dict[KeyPath, int] = {}
-        self.refs: set[KeyPath] = set()
+        self.lines: dict[_KeyPath, int] = {}
+        self.refs: set[_KeyPath] = set()
         self.errors: list[tuple[int, str]] = []  # (line, message): reported in file order
 
-    def error(self, path: KeyPath, message: str) -> None:
+    def error(self, path: _KeyPath, message: str) -> None:
         # A key that is not in the file (a default, a merged key) is reported at its nearest parent.
         line = next((self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), 0)
         location = f"{self.source}:{line}" if line else self.source
@@ -141,7 +145,7 @@ class _Loader:
         if self.errors:
             raise ConfigError("\n".join(message for _, message in sorted(self.errors, key=lambda e: e[0])))
 
-    def plain(self, node: Any, path: KeyPath) -> Any:
+    def plain(self, node: Any, path: _KeyPath) -> Any:
         """The ruamel tree as plain dicts, lists and scalars, with ``${...}`` substituted."""
         if isinstance(node, CommentedMap | CommentedSeq):
             # ``lc.data`` holds (line, column, ...) per key/index; merged (``<<``) keys have none
@@ -192,14 +196,14 @@ class _Loader:
         assert server is not None
         return KernelConfig(server=server, agents=agents, plugins=plugins)
 
-    def mapping(self, value: Any, path: KeyPath) -> Mapping[Any, Any]:
+    def mapping(self, value: Any, path: _KeyPath) -> Mapping[Any, Any]:
         if value is None or isinstance(value, Mapping):
             return value or {}
         self.error(path, f"expected a mapping, got {_kind(value)}")
         return {}
 
     def agent(self, name: Any, raw: Any) -> AgentSpec | None:
-        path: KeyPath = ("agents", name)
+        path: _KeyPath = ("agents", name)
         if not isinstance(name, str):
             self.error(path, f"agent names must be strings, got {_kind(name)}; quote it: `'{name}':`")
             return None
@@ -230,7 +234,7 @@ class _Loader:
             self.error((*path, "tool_timeout"), f"must be > 0 seconds, got {spec.tool_timeout}")
         return spec
 
-    def convert(self, value: Any, type_: Any, path: KeyPath) -> Any:
+    def convert(self, value: Any, type_: Any, path: _KeyPath) -> Any:
         """``msgspec.convert`` (strict) after lone ``${...}`` values took their field's type."""
         try:
             return msgspec.convert(self.coerce(value, type_, path), type_)
@@ -243,7 +247,7 @@ class _Loader:
             self.error((*path, *sub), message)
             return None
 
-    def coerce(self, value: Any, type_: Any, path: KeyPath) -> Any:
+    def coerce(self, value: Any, type_: Any, path: _KeyPath) -> Any:
         """Convert the lone ``${...}`` strings under ``value`` to the type their field needs."""
         if isinstance(value, str) and path in self.refs:
             try:
