@@ -18,7 +18,7 @@ def test_hook_reference_is_generated_from_the_specs() -> None:
 def test_readme_quick_start_has_exactly_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```(?:bash|sh|console)\n(.*?)```", quick, re.S)
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", quick, re.S)
     commands = [line for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")]
     assert commands == ["scripts/serve", "scripts/test"]
 

@@ -26,8 +26,8 @@ class StreamAssembler:
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         """Fold one chunk in."""
-        if chunk.usage is not None:
-            self.usage = chunk.usage
+        if chunk.usage:
+            self.usage = chunk.usage  # type: ignore[assignment]
         if self.model is None:
             self.model = chunk.model or None
         for choice in chunk.choices:

@@ -48,7 +48,8 @@ class PluginInfo:
 def _names(value: str | None) -> set[str] | None:
     if value is None or not value.strip():
         return None
-    return {part.strip() for part in value.split(",") if part.strip()}
+    names = {part.strip() for part in value.split(",") if part.strip()}
+    return names or None
 
 
 def entry_points() -> list[importlib.metadata.EntryPoint]:

@@ -95,7 +95,10 @@ class ToolSpec:
             else:
                 raw = arguments
             if not isinstance(raw, dict):
-                raise ValueError("tool arguments must be a JSON object")
+                raise ValueError(
+                    f"invalid arguments for tool {self.name!r}: expected a JSON object, "
+                    f"got {type(raw).__name__}"
+                )
             value = msgspec.convert(raw, self.args_type, strict=False)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ValueError(f"invalid arguments for tool {self.name!r}: {exc}") from None
@@ -331,8 +334,12 @@ def build_tool_spec(
     if not name or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise ValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
     doc_description, param_docs = parse_docstring(inspect.getdoc(fn))
+    from .context import RequestContext
+
     try:
-        hints = get_type_hints(fn, include_extras=True)
+        # RequestContext resolves even when the tool's module imports it only for type
+        # checking (``if TYPE_CHECKING:`` with postponed annotations).
+        hints = get_type_hints(fn, localns={"RequestContext": RequestContext}, include_extras=True)
     except Exception as exc:  # unresolved forward references
         raise ValueError(f"cannot read the type hints of tool {name!r}: {exc}") from exc
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []

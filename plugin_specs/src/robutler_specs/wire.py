@@ -11,18 +11,19 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class FunctionCall(msgspec.Struct, omit_defaults=True):
+class FunctionCall(msgspec.Struct):
     """The function an assistant tool call invokes; ``arguments`` is a JSON string."""
 
     name: str
     arguments: str = ""
 
 
-class ToolCall(msgspec.Struct, omit_defaults=True):
+class ToolCall(msgspec.Struct):
     """One tool call of an assistant message."""
 
     id: str
@@ -59,7 +60,7 @@ class FunctionDefinition(msgspec.Struct, omit_defaults=True):
     strict: bool | None = None
 
 
-class ToolDefinition(msgspec.Struct, omit_defaults=True):
+class ToolDefinition(msgspec.Struct):
     """A tool offered to the model (only ``function`` tools exist today)."""
 
     function: FunctionDefinition
@@ -116,17 +117,18 @@ FORWARDED_PARAMS: tuple[str, ...] = (
 )
 
 
-class Usage(msgspec.Struct, omit_defaults=True):
+class Usage(msgspec.Struct):
     """Token usage; summed over every LLM call of a request.
 
-    ``cost`` (credits charged) and ``estimated`` are Robutler extensions, absent unless set.
+    ``cost`` (credits charged) and ``estimated`` are Robutler extensions, absent from the
+    JSON unless set.
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    cost: float | None = None
-    estimated: bool | None = None
+    cost: float | UnsetType = UNSET
+    estimated: bool | UnsetType = UNSET
 
     def add(self, other: Usage) -> None:
         """Add ``other`` into this usage, in place."""
@@ -190,14 +192,15 @@ class ChunkChoice(msgspec.Struct):
     logprobs: None = None
 
 
-class ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
+class ChatCompletionChunk(msgspec.Struct):
     """One server-sent event of a streamed chat completion."""
 
     id: str
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
+    #: Absent from the JSON unless set (OpenAI sends it on the last chunk only).
+    usage: Usage | None | UnsetType = UNSET
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
 
 
