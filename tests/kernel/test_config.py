@@ -266,6 +266,13 @@ def test_config_from_dict_same_validation_without_lines() -> None:
     assert str(info.value) == "<dict>: agents.a.max_tool_rounds: Expected `int`, got `str`"
 
 
+def test_config_from_dict_accepts_structs() -> None:
+    config = config_from_dict({"server": ServerConfig(port=1), "agents": {"a": AgentSpec(model="openai/x")}})
+    assert (config.server.port, config.agents["a"].name) == (1, "a")
+    with pytest.raises(ConfigError, match=r"^<dict>: agents\.v1: `v1` is reserved"):
+        config_from_dict({"agents": {"v1": AgentSpec()}})
+
+
 def test_default_config() -> None:
     config = default_config()
     assert list(config.agents) == ["assistant"]

@@ -174,14 +174,14 @@ class _Loader:
 
     def validate(self, data: Any) -> KernelConfig:
         """Check ``data`` section by section, collecting errors, into a :class:`KernelConfig`."""
+        data = _as_data(data)
         if not isinstance(data, Mapping):
             self.error((), f"the configuration must be a mapping with {_keys(KernelConfig)}, got {_kind(data)}")
-            self.raise_errors()
-            raise AssertionError  # unreachable: raise_errors raised
+            data = {}
         for key in data:
             if key not in ("server", "agents", "plugins"):
                 self.error((key,), f"unknown key{_suggest(key, KernelConfig)}; expected {_keys(KernelConfig)}")
-        server = self.convert(_or_empty(data.get("server")), ServerConfig, ("server",))
+        server = self.convert(_as_data(data.get("server")), ServerConfig, ("server",))
         agents = {
             name: agent
             for name, raw in self.mapping(data.get("agents"), ("agents",)).items()
@@ -190,7 +190,7 @@ class _Loader:
         plugins = {
             name: value
             for name, raw in self.mapping(data.get("plugins"), ("plugins",)).items()
-            if (value := self.convert(_or_empty(raw), dict[str, Any], ("plugins", name))) is not None
+            if (value := self.convert(_as_data(raw), dict[str, Any], ("plugins", name))) is not None
         }
         self.raise_errors()
         assert server is not None
@@ -211,8 +211,8 @@ class _Loader:
             self.error(path, "invalid agent name: use 1-64 letters, digits, `_`, `.` or `-`, starting with a letter or digit")
         elif name.lower() in RESERVED_AGENT_NAMES:
             self.error(path, f"`{name}` is reserved for a kernel route; reserved: {', '.join(sorted(RESERVED_AGENT_NAMES))}")
-        raw = _or_empty(raw)
-        if isinstance(raw, Mapping) and raw.get("name", name) != name:
+        raw = _as_data(raw)
+        if isinstance(raw, Mapping) and raw.get("name") not in (None, "", name):
             self.error((*path, "name"), f"`{raw['name']}` does not match the agent's key `{name}`; remove it or make them equal")
         spec: AgentSpec | None = self.convert({**raw, "name": name} if isinstance(raw, Mapping) else raw, AgentSpec, path)
         if spec is None:
@@ -291,9 +291,12 @@ def _suggest(key: Any, type_: Any) -> str:
     return f" (did you mean `{close[0]}`?)" if close else ""
 
 
-def _or_empty(value: Any) -> Any:
-    """An empty section (``server:`` with nothing under it) means all defaults."""
-    return {} if value is None else value
+def _as_data(value: Any) -> Any:
+    """``None`` (``server:`` with nothing under it) means all defaults; a Struct given from code
+    (``AgentSpec(...)`` in :func:`config_from_dict`) is read as its fields."""
+    if value is None:
+        return {}
+    return msgspec.structs.asdict(value) if isinstance(value, msgspec.Struct) else value
 
 
 def _kind(value: Any) -> str:
