@@ -118,7 +118,7 @@ def test_misspelled_hook_is_rejected_naming_the_plugin() -> None:
     assert "a" in registry.skills
 
 
-def test_hook_with_a_wrong_argument_is_rejected_naming_the_plugin() -> None:
+def test_kernel_hook_with_a_wrong_argument_is_rejected_naming_the_plugin() -> None:
     def robutler_startup(kernel: Any, extra: Any) -> None:
         pass
 
