@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 import robutler_kernel
 import robutler_specs
 from robutler_specs import ENTRY_POINT_GROUP, KERNEL_HOOKS, PROJECT_NAME, SKILL_HOOKS, KernelHooks, SkillHooks

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
+
+from robutler_kernel.assembly import StreamAssembler
 from robutler_specs import (
     ChatCompletionChunk,
     ChunkChoice,
@@ -15,8 +19,6 @@ from robutler_specs import (
     ToolCallDelta,
     Usage,
 )
-
-from robutler_kernel.assembly import StreamAssembler
 
 
 def chunk(
@@ -141,7 +143,7 @@ def split(data: st.DataObject, value: str) -> list[str]:
     """Split ``value`` into consecutive pieces (some possibly empty)."""
     cuts = sorted(data.draw(st.lists(st.integers(0, len(value)), max_size=6)))
     bounds = [0, *cuts, len(value)]
-    return [value[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [value[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 _json_ish = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=40)

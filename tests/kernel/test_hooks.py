@@ -10,6 +10,8 @@ import pluggy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from robutler_kernel.hooks import HookCaller, HookFailed
 from robutler_specs import (
     PROJECT_NAME,
     SKILL_HOOKS,
@@ -23,8 +25,6 @@ from robutler_specs import (
     Unauthorized,
     hookimpl,
 )
-
-from robutler_kernel.hooks import HookCaller, HookFailed
 
 
 def make_caller(*plugins: tuple[str, Any]) -> HookCaller:

@@ -8,6 +8,10 @@ from typing import Any
 
 import msgspec
 import pytest
+
+from robutler_kernel import plugins as plugins_module
+from robutler_kernel.hooks import HookCaller
+from robutler_kernel.plugins import ENV_DISABLE, ENV_LOAD, PluginRegistry
 from robutler_specs import (
     ENTRY_POINT_GROUP,
     AgentSpec,
@@ -17,10 +21,6 @@ from robutler_specs import (
     Skill,
     hookimpl,
 )
-
-from robutler_kernel import plugins as plugins_module
-from robutler_kernel.hooks import HookCaller
-from robutler_kernel.plugins import ENV_DISABLE, ENV_LOAD, PluginRegistry
 
 FIXTURES = "tests.kernel.fixtures_plugins"
 
@@ -129,7 +129,7 @@ def test_kernel_hook_with_a_wrong_argument_is_rejected_naming_the_plugin() -> No
 def test_same_plugin_name_twice_is_an_error() -> None:
     registry = PluginRegistry()
     registry.add(plugin_module("m", skill("a")), name="p")
-    with pytest.raises(PluginError, match="'p'.*twice"):
+    with pytest.raises(PluginError, match=r"'p'.*twice"):
         registry.add(plugin_module("m2", skill("b")), name="p")
 
 
@@ -150,7 +150,7 @@ def test_two_plugins_providing_one_skill_name_name_both() -> None:
 def test_robutler_skills_must_return_skill_classes(bad: Any) -> None:
     module = types.ModuleType("m")
     module.robutler_skills = hookimpl(lambda: [bad])  # type: ignore[attr-defined]
-    with pytest.raises(PluginError, match="'odd'.*robutler_skills"):
+    with pytest.raises(PluginError, match=r"'odd'.*robutler_skills"):
         PluginRegistry().add(module, name="odd")
 
 
@@ -284,7 +284,7 @@ def test_every_fallback_and_allowed_model_gets_its_provider() -> None:
     agent = AgentSpec(
         name="bot", model=["openai/gpt-4o", "anthropic/claude"], allowed_models=["scripted/echo"]
     )
-    assert registry.skill_names_for(agent) == ["openai", "anthropic"] + ["scripted"]
+    assert registry.skill_names_for(agent) == ["openai", "anthropic", "scripted"]
 
 
 def test_a_configured_provider_is_not_added_twice() -> None:

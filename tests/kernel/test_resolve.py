@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from robutler_specs import PluginError
 
 from robutler_kernel.resolve import package_for, resolve_skills
+from robutler_specs import PluginError
 
 REQUIRES = {
     "auth": (),
@@ -192,5 +194,5 @@ def test_random_graphs_with_a_reachable_cycle_raise_naming_a_cycle(data: st.Data
     assert "cycle" in message
     cycle = message.split("cycle: ", 1)[1].split(" -> ")
     assert cycle[0] == cycle[-1], "the named cycle closes on itself"
-    for a, b in zip(cycle, cycle[1:], strict=False):
+    for a, b in itertools.pairwise(cycle):
         assert b in graph[a], f"{a} -> {b} is an edge of the graph"

@@ -9,7 +9,11 @@ from typing import Any
 
 import pluggy
 import pytest
+
 import robutler_plugin_scripted as scripted
+from robutler_kernel.hooks import HookCaller
+from robutler_kernel.testing import make_kernel
+from robutler_kernel.toolrunner import run_tool, run_tools
 from robutler_specs import (
     PROJECT_NAME,
     SKILL_HOOKS,
@@ -26,10 +30,6 @@ from robutler_specs import (
     hookimpl,
     tool,
 )
-
-from robutler_kernel.hooks import HookCaller
-from robutler_kernel.testing import make_kernel
-from robutler_kernel.toolrunner import run_tool, run_tools
 
 
 def hooks(*plugins: Any) -> HookCaller:

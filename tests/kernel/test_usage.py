@@ -8,9 +8,9 @@ import json
 import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
-from robutler_specs import FunctionCall, Message, ToolCall
 
 from robutler_kernel.usage import estimate_tokens, estimate_usage, to_text
+from robutler_specs import FunctionCall, Message, ToolCall
 
 
 def user(text: str) -> Message:

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from robutler_specs import (
     AgentSpec,
     Pricing,
@@ -83,7 +84,7 @@ def test_tool_without_parameters_has_empty_properties_and_required() -> None:
 
 def test_optional_and_defaulted_parameters_are_not_required() -> None:
     @tool
-    def f(a: str, b: Optional[int] = None, c: int | None = None, d: str = "x") -> str:
+    def f(a: str, b: int | None = None, c: int | None = None, d: str = "x") -> str:
         """Optional."""
         return ""
 

@@ -7,6 +7,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from robutler_specs import (
     ANONYMOUS,
     SCOPES,
