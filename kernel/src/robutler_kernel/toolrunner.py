@@ -22,10 +22,9 @@ from .usage import to_text
 log = logging.getLogger("robutler.tools")
 
 
-async def _call(inv: ToolInvocation, ctx: RequestContext, timeout: float) -> Any:
+async def _call(inv: ToolInvocation, ctx: RequestContext, kwargs: dict[str, Any], timeout: float) -> Any:
     tool = inv.tool
     assert tool is not None
-    kwargs = tool.parse_arguments(inv.arguments)
     if tool.context_param:
         kwargs[tool.context_param] = ctx
     if tool.is_async:
@@ -35,6 +34,29 @@ async def _call(inv: ToolInvocation, ctx: RequestContext, timeout: float) -> Any
     return await asyncio.wait_for(
         asyncio.to_thread(functools.partial(tool.fn, **kwargs)), timeout
     )
+
+
+async def _run(inv: ToolInvocation, ctx: RequestContext, kwargs: dict[str, Any], timeout: float) -> ToolResult:
+    tool = inv.tool
+    assert tool is not None
+    try:
+        value = await _call(inv, ctx, kwargs, timeout)
+    except RequestError:
+        raise
+    except TimeoutError:
+        return ToolResult(
+            content=f"Error: tool {inv.name!r} timed out after {timeout:g} s.",
+            is_error=True,
+            plugin=tool.plugin,
+        )
+    except Exception as exc:
+        log.warning("tool %r (%s) failed: %r", inv.name, tool.plugin, exc, exc_info=True)
+        return ToolResult(
+            content=f"Error: tool {inv.name!r} failed: {type(exc).__name__}: {exc}",
+            is_error=True,
+            plugin=tool.plugin,
+        )
+    return ToolResult(content=to_text(value), plugin=tool.plugin)
 
 
 async def run_tool(
@@ -57,25 +79,11 @@ async def run_tool(
     result: ToolResult | None = await hooks.first(before, ctx=ctx, **{key: inv})
     if result is None:
         try:
-            value = await _call(inv, ctx, timeout)
-            result = ToolResult(content=to_text(value), plugin=tool.plugin)
-        except RequestError:
-            raise
-        except TimeoutError:
-            result = ToolResult(
-                content=f"Error: tool {inv.name!r} timed out after {timeout:g} s.",
-                is_error=True,
-                plugin=tool.plugin,
-            )
-        except ValueError as exc:
+            kwargs = tool.parse_arguments(inv.arguments)
+        except ValueError as exc:  # the model can correct its arguments and retry
             result = ToolResult(content=f"Error: {exc}", is_error=True, plugin=tool.plugin)
-        except Exception as exc:
-            log.warning("tool %r (%s) failed: %r", inv.name, tool.plugin, exc, exc_info=True)
-            result = ToolResult(
-                content=f"Error: tool {inv.name!r} failed: {type(exc).__name__}: {exc}",
-                is_error=True,
-                plugin=tool.plugin,
-            )
+        else:
+            result = await _run(inv, ctx, kwargs, timeout)
     result = await hooks.chain(after, "result", ctx=ctx, result=result, **{key: inv})
     ctx.usage.append(
         UsageRecord(

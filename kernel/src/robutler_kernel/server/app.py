@@ -45,8 +45,39 @@ def _plugin_routes(kernel: Kernel) -> list[BaseRoute]:
     return routes
 
 
-def build_app(kernel: Kernel) -> Starlette:
-    """Build the Starlette app serving ``kernel``'s agents."""
+class ChatFastPath:
+    """Pure ASGI front door: ``POST .../chat/completions`` goes straight to the chat
+    endpoint (the hot path skips Starlette's router and exception middleware, which cost
+    more than the kernel's own work); everything else goes to the Starlette app."""
+
+    SUFFIX = "/chat/completions"
+
+    def __init__(self, kernel: Kernel, app: Starlette) -> None:
+        self.app = app
+        self.by_agent = ChatEndpoint(kernel, by_model=False)
+        self.by_model = ChatEndpoint(kernel, by_model=True)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path.endswith(self.SUFFIX):
+                name = path[1 : -len(self.SUFFIX)]
+                if name == "v1":
+                    await self.by_model(scope, receive, send)
+                    return
+                if name and "/" not in name:
+                    scope["path_params"] = {"agent": name}
+                    await self.by_agent(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def build_app(kernel: Kernel) -> Any:
+    """Build the ASGI app serving ``kernel``'s agents: metrics, the chat fast path, and
+    the Starlette app for every other route."""
     handlers = make_routes(kernel)
     health = make_health_routes(kernel)
     server = kernel.config.server
@@ -91,17 +122,21 @@ def build_app(kernel: Kernel) -> Starlette:
         async with kernel.lifespan():
             yield
 
-    middleware = [Middleware(MetricsMiddleware)]
+    middleware = []
     if server.cors_origins:
         middleware.append(
             Middleware(CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"], allow_headers=["*"])
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+    if server.cors_origins:
+        # CORS must see every request, so the fast path is off when it is configured.
+        return MetricsMiddleware(app)
+    return MetricsMiddleware(ChatFastPath(kernel, app))
 
 
 __all__ = ["build_app", "json_response"]
