@@ -13,11 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench`
 
+from bench import report, stats
 from bench.cli import build_parser
 from bench.runner import plan_cell
 from bench.targets import TARGETS, chat_body, select, server_config, to_yaml
-
-from bench import report, stats
 from robutler_kernel.config import parse_config
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from robutler_kernel.testing import FakeOpenAI
 
 pytestmark = pytest.mark.e2e

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import make_kernel
 from robutler_specs import (

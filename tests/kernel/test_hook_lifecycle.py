@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import HookRecorder, kernel_client, make_kernel
 from robutler_specs import (

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import LiveServer, make_kernel
 from robutler_specs import (

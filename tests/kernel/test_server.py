@@ -7,6 +7,7 @@ from typing import Any
 
 import openai
 import pytest
+
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import kernel_client, make_kernel
 from robutler_specs import (

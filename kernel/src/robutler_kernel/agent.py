@@ -6,13 +6,14 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import pluggy
+
 from robutler_specs import (
     FORWARDED_PARAMS,
     SKILL_HOOKS,
@@ -135,7 +136,7 @@ class Agent:
 
     async def run_streaming(
         self, messages: Sequence[Message | Mapping[str, Any]], **params: Any
-    ) -> AsyncIterator[ChatCompletionChunk]:
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Answer a conversation as a stream of chunks (library use)."""
         async with aclosing(self.stream(self.context(messages, stream=True, **params))) as chunks:
             async for chunk in chunks:
@@ -165,7 +166,7 @@ class Agent:
 
     async def stream(
         self, ctx: RequestContext, *, include_usage: bool = False
-    ) -> AsyncIterator[ChatCompletionChunk]:
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Run the loop for ``ctx`` as chunks: a role chunk, deltas, then a final chunk
         with ``finish_reason`` and ``usage`` (and, with ``include_usage``, one more chunk
         with no choices and the usage, as OpenAI's ``stream_options`` does). Closing the
@@ -262,7 +263,7 @@ class Agent:
             index = max(i for i, m in enumerate(ctx.messages) if m is user)
             ctx.messages[index] = replaced
 
-    async def _loop(self, ctx: RequestContext) -> AsyncIterator[Any]:
+    async def _loop(self, ctx: RequestContext) -> AsyncGenerator[Any, None]:
         """Yields text deltas (stream mode only), then one :class:`Outcome`."""
         hooks = self.hooks
         if hooks.implemented("on_connection"):
@@ -374,13 +375,13 @@ class Agent:
 
     async def _complete_llm(self, ctx: RequestContext, call: LLMCall) -> LLMResult:
         started = time.perf_counter()
-        result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+        result: LLMResult | None = await self.hooks.first("llm_complete", ctx=ctx, call=call)
         if result is None:
             raise self._no_provider(call)
         self._record(ctx, call, result, started)
         return result
 
-    async def _stream_llm(self, ctx: RequestContext, call: LLMCall) -> AsyncIterator[Any]:
+    async def _stream_llm(self, ctx: RequestContext, call: LLMCall) -> AsyncGenerator[Any, None]:
         started = time.perf_counter()
         stream = await self.hooks.first("llm_stream", ctx=ctx, call=call)
         if stream is None:

@@ -64,9 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List installed plugins, their versions, the skills they provide and what those require."""
     kernel = Kernel(default_config(), discover=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, info in sorted(kernel.registry.plugins.items()):
-        for skill in info.skills or [None]:
+        skills: list[Any] = list(info.skills) or [None]
+        for skill in skills:
             rows.append(
                 {
                     "plugin": name,
@@ -86,11 +87,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     print(f"{'PLUGIN':<12} {'VERSION':<9} {'SKILL':<20} {'REQUIRES':<16} DESCRIPTION")
     for row in rows:
-        skill = row["skill"] or "-"
+        label = str(row["skill"] or "-")
         if row["provider"]:
-            skill += f" (model {row['provider']}/...)"
+            label += f" (model {row['provider']}/...)"
         print(
-            f"{row['plugin']:<12} {row['version'] or '-':<9} {skill:<20} "
+            f"{row['plugin']:<12} {row['version'] or '-':<9} {label:<20} "
             f"{', '.join(row['requires']) or '-':<16} {row['description']}"
         )
     return 0

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pluggy
+
 from robutler_specs import RequestError
 
 log = logging.getLogger("robutler.hooks")

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
 from robutler_specs import RequestContext
 
 REQUEST_COUNT = Counter("robutler_requests_total", "Total requests", ["agent", "method", "status"])

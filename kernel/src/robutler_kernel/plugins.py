@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import pluggy
+
 from robutler_specs import (
     ENTRY_POINT_GROUP,
     PROJECT_NAME,

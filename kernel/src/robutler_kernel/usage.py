@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
+
 from robutler_specs import Message, Usage
 
 CHARS_PER_TOKEN = 4

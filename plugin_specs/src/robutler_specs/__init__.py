@@ -87,8 +87,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANONYMOUS",
-    "FORWARDED_PARAMS",
     "ENTRY_POINT_GROUP",
+    "FORWARDED_PARAMS",
     "KERNEL_HOOKS",
     "PROJECT_NAME",
     "SCOPES",

@@ -159,6 +159,7 @@ class RequestContext:
     """
 
     __slots__ = (
+        "_extra_tools",
         "agent",
         "client_tools",
         "created",
@@ -172,7 +173,6 @@ class RequestContext:
         "state",
         "stream",
         "usage",
-        "_extra_tools",
     )
 
     def __init__(

@@ -363,7 +363,7 @@ def build_tool_spec(
         f"{name}_arguments", fields, kw_only=True, forbid_unknown_fields=True
     )
     try:
-        (schema,), components = msgspec.json.schema_components(
+        (_schema,), components = msgspec.json.schema_components(
             [args_type], ref_template="#/$defs/{name}"
         )
     except TypeError as exc:

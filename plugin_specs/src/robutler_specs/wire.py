@@ -200,7 +200,7 @@ class ChatCompletionChunk(msgspec.Struct):
     model: str
     choices: list[ChunkChoice]
     #: Absent from the JSON unless set (OpenAI sends it on the last chunk only).
-    usage: Usage | None | UnsetType = UNSET
+    usage: Usage | UnsetType | None = UNSET
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
 from robutler_specs import (
     FORWARDED_PARAMS,
     BadRequest,
@@ -37,7 +39,7 @@ SSE_HEADERS = [
 DONE = b"data: [DONE]\n\n"
 
 
-def headers_of(scope: dict[str, Any]) -> dict[str, str]:
+def headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
     """Request headers as a dict with lower-case names (the last value wins)."""
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
@@ -143,14 +145,14 @@ class ChatEndpoint:
         except BaseException:
             await chunks.aclose()
             raise
-        headers = SSE_HEADERS + [(b"x-request-id", ctx.request_id.encode())]
+        headers = [*SSE_HEADERS, (b"x-request-id", ctx.request_id.encode())]
         headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in ctx.response_headers.items())
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await pump(chunks, first, receive, send)
 
 
 async def pump(
-    chunks: AsyncIterator[ChatCompletionChunk], first: ChatCompletionChunk, receive: Any, send: Any
+    chunks: AsyncGenerator[ChatCompletionChunk, None], first: ChatCompletionChunk, receive: Any, send: Any
 ) -> None:
     """Send chunks as SSE until done, the client leaves, or an error (sent as an error event).
 

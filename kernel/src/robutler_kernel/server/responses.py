@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+
 from robutler_specs import BadRequest, PayloadTooLarge, RequestError
 
 log = logging.getLogger("robutler.server")

@@ -6,6 +6,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
 from robutler_specs import (
     BadRequest,
     Forbidden,
@@ -17,8 +20,6 @@ from robutler_specs import (
     Unauthorized,
 )
 from robutler_specs.wire import CompletionRequest, ModelCard, ModelList
-from starlette.requests import Request
-from starlette.responses import Response
 
 from ..config import RESERVED_AGENT_NAMES
 from .chat import headers_of

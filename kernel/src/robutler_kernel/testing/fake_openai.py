@@ -32,6 +32,7 @@ import re
 import struct
 import threading
 import time
+from http import HTTPStatus
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +124,7 @@ def embed_text(text: str, dimensions: int = 8) -> list[float]:
 class _Answer:
     """A reply resolved against one request: everything needed to write it."""
 
-    __slots__ = ("content", "tool_calls", "finish", "usage", "model", "reply")
+    __slots__ = ("content", "finish", "model", "reply", "tool_calls", "usage")
 
     def __init__(self, reply: FakeReply, body: dict[str, Any], default_model: str) -> None:
         self.reply = reply
@@ -191,24 +192,31 @@ class _Answer:
         return [b"data: " + _json_encode(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
-_JSON_HEADERS = [("content-type", "application/json")]
-_SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+_JSON_HEADERS = b"content-type: application/json\r\n"
+_SSE_HEADERS = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: parses requests with h11 and writes the answers.
+    """One client connection: h11 parses requests; answers are framed here.
+
+    h11 is used as the parser only: serialising responses through it costs more than
+    the rest of the server together, and the framing we need (fixed length or chunked)
+    is two lines of code. A fresh parser per request, fed the bytes the previous one
+    did not consume, keeps pipelined requests working.
 
     Answers without delays are written synchronously from ``data_received`` (the fast
-    path); delayed and streamed-with-pauses answers run as a task, which is cancelled
-    (and counted) when the peer closes the socket.
+    path); delayed and paced answers run as a task, which is cancelled (and counted)
+    when the peer closes the socket.
     """
 
     def __init__(self, fake: FakeOpenAI) -> None:
         self.fake = fake
-        self.h11 = h11.Connection(h11.SERVER)
+        self.parser = h11.Connection(h11.SERVER)
         self.transport: asyncio.Transport | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
+        self.keep_alive = True
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -219,45 +227,41 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fake.connections_closed += 1
         self.fake._live.discard(self)
+        self.transport = None
         if self.task is not None and not self.task.done() and not self.fake._closing:
             self.task.cancel()
             self.fake.cancelled += 1
             self.fake.cancelled_event.set()
 
     def data_received(self, data: bytes) -> None:
-        self.h11.receive_data(data)
+        self.parser.receive_data(data)
         if self.task is None:
             self._process()
 
     def eof_received(self) -> bool | None:
-        self.h11.receive_data(b"")
+        self.parser.receive_data(b"")
         return None  # close the transport: a peer that stops sending has gone away
 
     def _process(self) -> None:
         while self.transport is not None and not self.transport.is_closing():
             try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError:
-                self._send_plain(400, {"error": {"message": "bad HTTP request",
-                                                 "type": "invalid_request_error"}})
-                self.transport.close()
+                event = self.parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.keep_alive = False
+                self.send_json(400, {"error": {"message": f"bad HTTP request: {exc}",
+                                               "type": "invalid_request_error"}})
                 return
             if event is h11.NEED_DATA:
                 return
-            if event is h11.PAUSED:
-                if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-                    self.h11.start_next_cycle()
-                    continue
-                self.transport.close()
-                return
             if isinstance(event, h11.Request):
                 self.request, self.body = event, bytearray()
+                self.keep_alive = _keep_alive(event)
             elif isinstance(event, h11.Data):
                 self.body += event.data
             elif isinstance(event, h11.EndOfMessage):
-                coro = self.fake._handle(self, self.request, bytes(self.body))
-                if coro is not None:
-                    self.task = asyncio.ensure_future(coro)
+                pending = self.fake._handle(self, self.request, bytes(self.body))
+                if pending is not None:
+                    self.task = asyncio.ensure_future(pending)
                     self.task.add_done_callback(self._task_done)
                     return
             elif isinstance(event, h11.ConnectionClosed):
@@ -273,20 +277,70 @@ class _Connection(asyncio.Protocol):
             raise task.exception()  # type: ignore[misc]
         self._process()
 
-    def write(self, *events: Any) -> None:
-        """Serialise h11 events and write them in one syscall."""
-        assert self.transport is not None
-        self.transport.write(b"".join(self.h11.send(e) or b"" for e in events))
+    def _done(self) -> None:
+        """The answer is complete: close, or start a new parser for the next request."""
+        if self.transport is None:
+            return
+        if not self.keep_alive:
+            self.transport.close()
+            return
+        rest, closed = self.parser.trailing_data
+        self.parser = h11.Connection(h11.SERVER)
+        if rest:
+            self.parser.receive_data(rest)
+        if closed:
+            self.parser.receive_data(b"")
 
-    def _send_plain(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    def _head(self, status: int, extra: bytes, headers: dict[str, str] | None) -> bytes:
+        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Status\r\n" % status, extra]
+        lines += [f"{k}: {v}\r\n".encode() for k, v in (headers or {}).items()]
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """Write a complete JSON answer."""
+        if self.transport is None:
+            return
         data = _json_encode(payload)
-        hdrs = [*_JSON_HEADERS, ("content-length", str(len(data))),
-                *((headers or {}).items())]
-        try:
-            self.write(h11.Response(status_code=status, headers=hdrs), h11.Data(data=data),
-                       h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            pass
+        head = self._head(status, _JSON_HEADERS + b"content-length: %d\r\n" % len(data), headers)
+        self.transport.write(head + data)
+        self._done()
+
+    def start_stream(self, headers: dict[str, str]) -> None:
+        """Write the head of an SSE answer (chunked transfer encoding)."""
+        assert self.transport is not None
+        self.transport.write(self._sse_head(headers))
+
+    def send_stream(self, headers: dict[str, str], body: bytes) -> None:
+        """Write a complete SSE answer in one write (one chunk plus the terminator)."""
+        if self.transport is None:
+            return
+        self.transport.write(self._sse_head(headers) + _chunk(body) + b"0\r\n\r\n")
+        self._done()
+
+    def _sse_head(self, headers: dict[str, str]) -> bytes:
+        return self._head(200, _SSE_HEADERS + b"transfer-encoding: chunked\r\n", headers)
+
+    def send_chunk(self, data: bytes, last: bool = False) -> None:
+        """Write one chunk of a streamed answer; ``last`` ends the answer."""
+        if self.transport is None:
+            return
+        self.transport.write(_chunk(data) + (b"0\r\n\r\n" if last else b""))
+        if last:
+            self._done()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _keep_alive(request: h11.Request) -> bool:
+    tokens = b",".join(v for k, v in request.headers if k == b"connection").lower()
+    if request.http_version == b"1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
 
 
 class FakeOpenAI:
@@ -395,16 +449,16 @@ class FakeOpenAI:
             self.requests.append(RecordedRequest(method, path, headers, body, data))
         if method == "GET" and path.endswith("/models"):
             now = int(time.time())
-            return conn._send_plain(200, {"object": "list", "data": [
+            return conn.send_json(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": now, "owned_by": "fake"}
                 for m in self.models]})
         kind = ("chat" if path.endswith("/chat/completions") else
                 "embed" if path.endswith("/embeddings") else None)
         if method != "POST" or kind is None:
-            return conn._send_plain(404, {"error": {"message": f"no route {method} {path}",
+            return conn.send_json(404, {"error": {"message": f"no route {method} {path}",
                                                     "type": "invalid_request_error"}})
         if not isinstance(data, dict):
-            return conn._send_plain(400, {"error": {"message": "body must be a JSON object",
+            return conn.send_json(400, {"error": {"message": "body must be a JSON object",
                                                     "type": "invalid_request_error"}})
         reply = self.replies.popleft() if self.replies else self.default_reply
         if reply.delay or (kind == "chat" and data.get("stream") and
@@ -426,31 +480,29 @@ class FakeOpenAI:
         headers = {"x-request-id": f"req_{next(_ids)}", **reply.headers}
         if reply.status != 200:
             error = reply.error or {"message": "injected error", "type": "api_error"}
-            return conn._send_plain(reply.status, {"error": error}, headers)
+            return conn.send_json(reply.status, {"error": error}, headers)
         if kind == "embed":
-            return conn._send_plain(200, self._embeddings(data), headers)
+            return conn.send_json(200, self._embeddings(data), headers)
         answer = _Answer(reply, data, self.model)
         cid, created = f"chatcmpl-fake{next(_ids)}", int(time.time())
         if not data.get("stream"):
-            return conn._send_plain(200, answer.completion(cid, created), headers)
+            return conn.send_json(200, answer.completion(cid, created), headers)
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = answer.chunks(cid, created, include_usage)
-        start = h11.Response(status_code=200, headers=[*_SSE_HEADERS, *headers.items()])
-        if not paced:
-            conn.write(start, *(h11.Data(data=e) for e in events), h11.EndOfMessage())
+        if not paced:  # one write: the whole stream as a single chunk
+            conn.send_stream(headers, b"".join(events))
             return None
-        return self._pace(conn, start, events, reply)
+        return self._pace(conn, headers, events, reply)
 
-    async def _pace(self, conn: _Connection, start: h11.Response, events: list[bytes],
+    async def _pace(self, conn: _Connection, headers: dict[str, str], events: list[bytes],
                     reply: FakeReply) -> None:
-        conn.write(start)
+        conn.start_stream(headers)
         for n, event in enumerate(events):
             if reply.hang_after is not None and n >= reply.hang_after:
                 await asyncio.Event().wait()  # until the peer leaves and we are cancelled
             if n and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
-            conn.write(h11.Data(data=event))
-        conn.write(h11.EndOfMessage())
+            conn.send_chunk(event, last=n == len(events) - 1)
 
     def _embeddings(self, data: dict[str, Any]) -> dict[str, Any]:
         raw = data.get("input", "")

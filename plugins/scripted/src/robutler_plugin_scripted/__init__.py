@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from robutler_specs import hookimpl
 
-from .skill import ScriptedConfig, ScriptedSkill, Script, Turn, ScriptedToolCall
+from .skill import Script, ScriptedConfig, ScriptedSkill, ScriptedToolCall, Turn
 
 __all__ = ["Script", "ScriptedConfig", "ScriptedSkill", "ScriptedToolCall", "Turn"]
 

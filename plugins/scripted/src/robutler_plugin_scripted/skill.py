@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+
 from robutler_specs import (
     ChatCompletionChunk,
     ChunkChoice,
