@@ -464,3 +464,22 @@ async def test_hook_robutler_embed() -> None:
     kernel = make_kernel({"bot": scripted_agent()}, plugins=[scripted, plugin_module(robutler_embed=embed)])
     assert await kernel.embed(["ab", "abcd"]) == [[2.0], [4.0]]
     assert await kernel.embed(["ab"], model="other/x") is None
+
+
+def test_hook_robutler_commands(tmp_path: Any, capsys: Any) -> None:
+    from robutler_kernel.cli import plugin_commands, run_plugin_command
+    from robutler_kernel.plugins import PluginRegistry
+
+    def greet(argv: list[str], settings: dict[str, Any]) -> int:
+        print(f"{settings.get('greeting', 'hello')} {' '.join(argv)}")
+        return 3
+
+    registry = PluginRegistry()
+    registry.add(plugin_module(robutler_commands=lambda: {"greet": greet, "serve": greet}), name="greeter")
+    commands = plugin_commands(registry)
+    assert set(commands) == {"greet"}  # a plugin cannot shadow a built-in command
+    config = tmp_path / "robutler.yaml"
+    config.write_text("plugins:\n  greeter: {greeting: hi}\nagents: {}\n")
+    plugin, fn = commands["greet"]
+    assert run_plugin_command(plugin, fn, ["--config", str(config), "ada", "lovelace"]) == 3
+    assert capsys.readouterr().out == "hi ada lovelace\n"

@@ -296,3 +296,38 @@ async def test_embedding_in_a_host_fastapi_app_with_lifespan() -> None:
             assert completion.choices[0].message.content == "You said: embedded"
             assert (await http_client.get("/ai/health")).json()["status"] == "healthy"
     assert kernel.started is False
+
+
+class Priced(Skill):
+    """Sets a cost and a header in finalize_connection; describes itself; has a health check."""
+
+    name = "priced"
+
+    @hookimpl
+    def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
+        if error is None:
+            ctx.cost = 1.25
+            ctx.response_headers["x-robutler-cost"] = "1.25"
+
+    def describe(self) -> dict[str, Any]:
+        return {"per_request": 1.25}
+
+    def health_checks(self) -> dict[str, Any]:
+        async def ledger() -> str:
+            return "ok"
+
+        return {"priced.ledger": ledger}
+
+
+async def test_cost_set_in_finalize_reaches_json_and_stream_usage() -> None:
+    kernel = make_kernel({"shop": {"model": "scripted/echo", "skills": {"priced": None}}}, plugins=[scripted, Priced])
+    async with kernel_client(kernel) as client:
+        plain = await client.post("/shop/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        streamed = await client.post("/shop/chat/completions", json={"stream": True, "messages": [{"role": "user", "content": "x"}]})
+        info = (await client.get("/shop")).json()
+        detailed = (await client.get("/health/detailed")).json()
+    assert plain.json()["usage"]["cost"] == 1.25 and plain.headers["x-robutler-cost"] == "1.25"
+    final = json.loads(streamed.text.split("\n\n")[-3].removeprefix("data: "))
+    assert final["usage"]["cost"] == 1.25
+    assert info["skill_info"] == {"priced": {"per_request": 1.25}}
+    assert detailed["checks"]["priced.ledger"] == {"status": "healthy", "latency_ms": detailed["checks"]["priced.ledger"]["latency_ms"], "detail": "ok"}

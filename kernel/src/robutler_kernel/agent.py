@@ -146,11 +146,14 @@ class Agent:
         """Run the loop for ``ctx`` and return the completion; ``finalize_connection``
         always runs."""
         error: BaseException | None = None
+        finalized = False
         try:
             outcome: Any = None
             async with aclosing(self._loop(ctx)) as items:
                 async for item in items:
                     outcome = item
+            finalized = True
+            await self._finalize(ctx, None)
             return ChatCompletion(
                 id=ctx.request_id,
                 created=ctx.created,
@@ -162,7 +165,8 @@ class Agent:
             error = exc
             raise
         finally:
-            await self._finalize(ctx, error)
+            if not finalized:
+                await self._finalize(ctx, error)
 
     async def stream(
         self, ctx: RequestContext, *, include_usage: bool = False
@@ -174,7 +178,7 @@ class Agent:
         always runs."""
         error: BaseException | None = None
         chunk_hooks = self.hooks.implemented("on_chunk")
-        started = False
+        started = finalized = False
         try:
             async with aclosing(self._loop(ctx)) as items:
                 async for item in items:
@@ -188,6 +192,9 @@ class Agent:
                     yield await self._on_chunk(ctx, chunk) if chunk_hooks else chunk
             if not started:
                 yield self._chunk(ctx, Delta(role="assistant", content=""))
+            # Finalize before the last chunk, so what it settles (cost) is reported.
+            finalized = True
+            await self._finalize(ctx, None)
             usage = ctx.total_usage()
             final = ChatCompletionChunk(
                 id=ctx.request_id,
@@ -208,7 +215,8 @@ class Agent:
             error = exc
             raise
         finally:
-            await self._finalize(ctx, error)
+            if not finalized:
+                await self._finalize(ctx, error)
 
     async def _finalize(self, ctx: RequestContext, error: BaseException | None) -> None:
         await self.hooks.call_all_logged("finalize_connection", ctx=ctx, error=error)
@@ -455,4 +463,5 @@ class Agent:
             ],
             "intents": self.spec.intents,
             "metadata": self.spec.metadata,
+            "skill_info": {s.name: d for s in self.skills if (d := s.describe()) is not None},
         }

@@ -124,8 +124,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``robutler-kernel``."""
-    parser = argparse.ArgumentParser(prog="robutler-kernel", description="Serve AI agents over an OpenAI-compatible API.")
+    """The argument parser of ``robutler-kernel`` (plugin commands are dispatched before it)."""
+    parser = argparse.ArgumentParser(
+        prog="robutler-kernel",
+        description="Serve AI agents over an OpenAI-compatible API. Plugins may add commands "
+        "(robutler-kernel plugins lists what is installed).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve agents over HTTP (no config: an offline demo agent)")
@@ -153,10 +157,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BUILTIN = {"serve", "plugins", "check", "chat"}
+
+
+def plugin_commands(registry: Any = None) -> dict[str, tuple[str, Any]]:
+    """Sub-commands plugins add through ``robutler_commands``: name -> (plugin, callable).
+    Installed plugins are discovered unless a ``PluginRegistry`` is given."""
+    from .plugins import PluginRegistry
+
+    if registry is None:
+        registry = PluginRegistry()
+        registry.discover()
+    commands: dict[str, tuple[str, Any]] = {}
+    for name, info in registry.plugins.items():
+        provider = getattr(info.module, "robutler_commands", None)
+        for command, fn in ((provider() if provider else None) or {}).items():
+            if command not in BUILTIN:
+                commands[command] = (name, fn)
+    return commands
+
+
+def run_plugin_command(plugin: str, fn: Any, argv: list[str]) -> int:
+    """Run a plugin's command with its ``plugins.<plugin>`` settings from ``--config``."""
+    config_path = None
+    if "--config" in argv[:-1]:
+        at = argv.index("--config")
+        config_path = argv[at + 1]
+        argv = argv[:at] + argv[at + 2 :]
+    settings = _load(config_path).plugins.get(plugin, {})
+    return int(fn(argv, settings) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``robutler-kernel`` command."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and not argv[0].startswith("-") and argv[0] not in BUILTIN:
+            commands = plugin_commands()
+            if argv[0] in commands:
+                plugin, fn = commands[argv[0]]
+                return run_plugin_command(plugin, fn, argv[1:])
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except (ConfigError, PluginError) as exc:
         return _fail(str(exc))

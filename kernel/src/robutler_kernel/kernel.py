@@ -82,6 +82,8 @@ class Kernel:
     def build_agent(self, spec: AgentSpec) -> Agent:
         """Build an :class:`Agent`: resolve and configure its skills, load its tools."""
         skills = self.registry.build_skills(spec)
+        for skill in skills:
+            skill.kernel = self
         pm = self.registry.skill_manager(spec, skills)
         tools = [load_tool(ref, agent=spec.name) for ref in spec.tools]
         agent = Agent(spec, skills, pm, tools)

@@ -53,7 +53,7 @@ from .errors import (
 from .hookspecs import KERNEL_HOOKS, SKILL_HOOKS, KernelHooks, SkillHooks
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .routes import HttpRoute
-from .skill import NoConfig, Skill
+from .skill import KernelAPI, NoConfig, Skill
 from .tools import (
     SCOPES,
     Pricing,
@@ -110,6 +110,7 @@ __all__ = [
     "HttpRequest",
     "HttpRoute",
     "Identity",
+    "KernelAPI",
     "KernelHooks",
     "LLMCall",
     "LLMResult",

@@ -156,12 +156,15 @@ class RequestContext:
     :ivar state: scratch space for skills, keyed by skill name by convention.
     :ivar response_headers: headers to add to the HTTP response (before it starts).
     :ivar model: the model (or fallback list) this request runs on.
+    :ivar cost: what the request cost, in credits, when a pricing skill set it (it is
+        reported as ``usage.cost``).
     """
 
     __slots__ = (
         "_extra_tools",
         "agent",
         "client_tools",
+        "cost",
         "created",
         "headers",
         "identity",
@@ -201,6 +204,7 @@ class RequestContext:
         self.state: dict[str, Any] = {}
         self.response_headers: dict[str, str] = {}
         self.model: str | list[str] = model if model is not None else agent.model
+        self.cost: float | None = None
         self._extra_tools: dict[str, ToolSpec] | None = None
 
     def add_tool(self, fn: Callable[..., Any] | ToolSpec, *, plugin: str | None = None) -> ToolSpec:
@@ -229,6 +233,8 @@ class RequestContext:
                 if record.estimated:
                     total.estimated = True
         total.total_tokens = total.prompt_tokens + total.completion_tokens
+        if self.cost is not None:
+            total.cost = self.cost
         return total
 
     @property

@@ -198,7 +198,10 @@ class SkillHooks:
         """ALWAYS called last: on success, on error, and when the client went away.
 
         Settle payment, write memory, record metrics. Every implementation runs even if
-        another raises (errors are logged, never sent to the client).
+        another raises (errors are logged, never sent to the client). On success it runs
+        after the answer is complete but before it is sent (JSON) or before the final
+        chunk (stream), so ``ctx.cost`` and ``ctx.response_headers`` set here reach the
+        client (headers: JSON responses only; a stream's headers are already sent).
 
         :param ctx: the request context (``ctx.usage`` holds every metered event).
         :param error: what ended the request early (a ``RequestError``, a
@@ -258,6 +261,17 @@ class KernelHooks:
         """Return extra HTTP routes served by the kernel (outside any agent).
 
         :return: a list of :class:`~robutler_specs.HttpRoute`, or ``None``.
+        """
+
+    @hookspec
+    def robutler_commands(self) -> Mapping[str, Callable[[list[str], Mapping[str, Any]], int]] | None:
+        """Add sub-commands to ``robutler-kernel``.
+
+        ``robutler-kernel NAME [--config FILE] ARGS...`` calls ``command(args, settings)``
+        with the remaining arguments (parse them with your own ``argparse``) and the
+        ``plugins.<plugin>`` section of the config; its return value is the exit code.
+
+        :return: a mapping of command name to callable, or ``None``.
         """
 
     @hookspec(firstresult=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 
@@ -14,6 +14,24 @@ from .tools import HttpInfo, PromptInfo, ToolSpec, build_tool_spec, http_info, i
 
 class NoConfig(msgspec.Struct, forbid_unknown_fields=True):
     """The config of a skill that takes none."""
+
+
+class KernelAPI(Protocol):
+    """What a skill may use of the kernel that serves it (``self.kernel``).
+
+    :ivar agents: agent name to ``AgentSpec``, for every agent known so far.
+    :ivar state: a dict plugins may keep kernel-wide objects in (shared pools).
+    """
+
+    @property
+    def agents(self) -> Mapping[str, AgentSpec]: ...
+
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+    async def embed(self, texts: list[str], model: str | None = None) -> list[list[float]] | None:
+        """Embed texts through the first plugin whose ``robutler_embed`` answers."""
+        ...
 
 
 class Skill:
@@ -46,12 +64,25 @@ class Skill:
     def __init__(self, config: Any, agent: AgentSpec) -> None:
         self.config = config
         self.agent = agent
+        #: The kernel serving this skill; set by the kernel before :meth:`start`.
+        self.kernel: KernelAPI | None = None
 
     async def start(self) -> None:
         """Open per-agent resources (clients, pools). Called once at kernel start-up."""
 
     async def stop(self) -> None:
         """Close what :meth:`start` opened. Called once at kernel shutdown."""
+
+    def health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]]:
+        """Named async checks of this skill's backends, run by ``/health/detailed`` and
+        ``/ready`` (a check passes unless it raises). Checks with the same name (one
+        shared backend used by several agents) run once."""
+        return {}
+
+    def describe(self) -> dict[str, Any] | None:
+        """Public facts for ``GET /{agent}`` (prices, limits...), shown under the skill's
+        name; ``None`` to show nothing."""
+        return None
 
     def _members(self, predicate: Callable[[Any], Any]) -> list[tuple[str, Any]]:
         found = []

@@ -25,6 +25,10 @@ async def run_checks(kernel: Kernel, timeout: float = CHECK_TIMEOUT) -> dict[str
     checks: dict[str, Any] = {}
     for plugin_checks in await kernel.hooks.call("robutler_health_checks"):
         checks.update(plugin_checks)
+    for name in kernel.agent_names:
+        agent = kernel.agent(name)
+        for skill in agent.skills if agent else ():
+            checks.update(skill.health_checks())
 
     async def run(fn: Any) -> dict[str, Any]:
         started = time.perf_counter()
