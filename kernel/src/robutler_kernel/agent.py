@@ -6,8 +6,8 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,17 @@ from .usage import estimate_usage
 log = logging.getLogger("robutler.agent")
 
 Prompt = tuple[PromptInfo, Callable[..., Any], bool]
+
+
+class _Finalizer:
+    __slots__ = ("agent", "ctx", "done")
+
+    def __init__(self, agent: Agent, ctx: RequestContext) -> None:
+        self.agent, self.ctx, self.done = agent, ctx, False
+
+    async def success(self) -> None:
+        self.done = True
+        await self.agent._finalize(self.ctx, None)
 
 
 @dataclass(slots=True)
@@ -145,15 +156,12 @@ class Agent:
     async def complete(self, ctx: RequestContext) -> ChatCompletion:
         """Run the loop for ``ctx`` and return the completion; ``finalize_connection``
         always runs."""
-        error: BaseException | None = None
-        finalized = False
-        try:
+        async with self._finalizing(ctx) as finalizer:
             outcome: Any = None
             async with aclosing(self._loop(ctx)) as items:
                 async for item in items:
                     outcome = item
-            finalized = True
-            await self._finalize(ctx, None)
+            await finalizer.success()
             return ChatCompletion(
                 id=ctx.request_id,
                 created=ctx.created,
@@ -161,12 +169,7 @@ class Agent:
                 choices=[Choice(0, outcome.message, outcome.finish_reason)],
                 usage=ctx.total_usage(),
             )
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if not finalized:
-                await self._finalize(ctx, error)
+        raise AssertionError("unreachable")  # pragma: no cover (for type checkers)
 
     async def stream(
         self, ctx: RequestContext, *, include_usage: bool = False
@@ -176,10 +179,9 @@ class Agent:
         with no choices and the usage, as OpenAI's ``stream_options`` does). Closing the
         iterator early (client gone) closes the provider stream; ``finalize_connection``
         always runs."""
-        error: BaseException | None = None
         chunk_hooks = self.hooks.implemented("on_chunk")
-        started = finalized = False
-        try:
+        started = False
+        async with self._finalizing(ctx) as finalizer:
             async with aclosing(self._loop(ctx)) as items:
                 async for item in items:
                     if isinstance(item, Outcome):
@@ -193,8 +195,7 @@ class Agent:
             if not started:
                 yield self._chunk(ctx, Delta(role="assistant", content=""))
             # Finalize before the last chunk, so what it settles (cost) is reported.
-            finalized = True
-            await self._finalize(ctx, None)
+            await finalizer.success()
             usage = ctx.total_usage()
             final = ChatCompletionChunk(
                 id=ctx.request_id,
@@ -208,14 +209,23 @@ class Agent:
                 yield ChatCompletionChunk(
                     id=ctx.request_id, created=ctx.created, model=self.name, choices=[], usage=usage
                 )
-        except GeneratorExit:
+
+    @asynccontextmanager
+    async def _finalizing(self, ctx: RequestContext) -> AsyncIterator[_Finalizer]:
+        """Guarantees ``finalize_connection``: early on success (``finalizer.success()``),
+        else on the way out with the error, a disconnect being a ``CancelledError``."""
+        finalizer = _Finalizer(self, ctx)
+        error: BaseException | None = None
+        try:
+            yield finalizer
+        except GeneratorExit:  # the stream's consumer closed it: the client went away
             error = asyncio.CancelledError("client disconnected")
             raise
         except BaseException as exc:
             error = exc
             raise
         finally:
-            if not finalized:
+            if not finalizer.done:
                 await self._finalize(ctx, error)
 
     async def _finalize(self, ctx: RequestContext, error: BaseException | None) -> None:
