@@ -412,3 +412,20 @@ async def test_config_tools_are_loaded_from_module_references() -> None:
     )
     result = await run(kernel, "call get_weather city=Paris")
     assert result.choices[0].message.content == "Tool get_weather returned: Sunny in Paris"
+
+
+async def test_a_hook_editing_call_tools_never_leaks_into_the_next_request() -> None:
+    seen: list[list[str]] = []
+
+    class Mutator(Skill):
+        name = "mutator"
+
+        @hookimpl
+        def before_llm_call(self, call: Any) -> None:
+            seen.append([t.function.name for t in call.tools])
+            call.tools.clear()
+
+    kernel = make_kernel({"bot": {"model": "scripted/echo", "skills": {"toolbox": None, "mutator": None}}}, plugins=[scripted, Toolbox, Mutator])
+    await run(kernel)
+    await run(kernel)
+    assert seen[0] == seen[1] and "add" in seen[1]

@@ -310,7 +310,7 @@ class Agent:
             call = LLMCall(
                 model=model,
                 messages=list(conversation),
-                tools=definitions,
+                tools=list(definitions),  # hooks may edit it in place
                 params=dict(ctx.params),
                 stream=ctx.stream,
                 round=round_,
