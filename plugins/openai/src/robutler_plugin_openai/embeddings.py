@@ -1,0 +1,42 @@
+"""``robutler_embed``: embeddings through a live ``openai`` skill's client (see :mod:`.registry`)."""
+
+from __future__ import annotations
+
+import msgspec
+import openai
+
+from . import registry
+from .config import DEFAULT_EMBEDDING_MODEL
+from .errors import PLUGIN, map_error
+from .upstream import parse_embeddings, post
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def embed(texts: list[str], model: str | None) -> list[list[float]] | None:
+    """Embed ``texts``; ``None`` when ``model`` names another provider or no skill is live.
+
+    :param texts: the texts, in order.
+    :param model: ``"openai/<model>"``, or ``None`` for the configured (or default) model.
+    """
+    name: str | None = None
+    if model is not None:
+        provider, _, name = model.partition("/")
+        if provider != PLUGIN or not name:
+            return None
+    skill = registry.choose(name)
+    if skill is None:
+        return None
+    name = name or skill.config.embedding_model or DEFAULT_EMBEDDING_MODEL
+    if not texts:
+        return []
+    body = _encode({"model": name, "input": texts, "encoding_format": "float"})
+    try:
+        response = await post(skill.client, "/embeddings", body)
+    except openai.OpenAIError as exc:
+        raise map_error(exc, model=name, base_url=skill.config.base_url,
+                        timeout=skill.config.timeout) from exc
+    return parse_embeddings(response.content, len(texts))
+
+
+__all__ = ["embed"]

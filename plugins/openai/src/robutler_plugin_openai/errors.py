@@ -1,0 +1,87 @@
+"""Translate the openai SDK's exceptions into Robutler's ``RequestError`` subclasses.
+
+Every error names the plugin (``plugin="openai"``) and says what the operator can do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+from robutler_specs import (
+    BadRequest,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    RequestError,
+    ServiceUnavailable,
+)
+
+PLUGIN = "openai"
+
+
+def provider_message(exc: openai.APIStatusError) -> str:
+    """The upstream's own error message (from its OpenAI-shaped body), else the SDK's."""
+    body: Any = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
+        return str(body["message"])
+    if isinstance(body, str) and body:
+        return body
+    return exc.message
+
+
+def _retry_after(exc: openai.APIStatusError) -> dict[str, str]:
+    value = exc.response.headers.get("retry-after")
+    return {"Retry-After": value} if value else {}
+
+
+def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> RequestError:
+    """The ``RequestError`` to raise for an exception from the SDK (or its HTTP client).
+
+    :param exc: what the SDK raised.
+    :param model: the upstream model name, for messages.
+    :param base_url: the configured base URL, for messages.
+    :param timeout: the configured timeout, for messages.
+    """
+    where = f"{model!r} at {base_url}"
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout(
+            f"openai plugin: {where} did not answer within {timeout:g}s "
+            "(raise the openai skill's timeout if the model is slow)",
+            plugin=PLUGIN,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return ProviderError(
+            f"openai plugin: cannot reach {base_url} ({type(cause).__name__}: {cause}); "
+            "check the openai skill's base_url and that the server is running",
+            code="provider_unreachable",
+            plugin=PLUGIN,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        status, message = exc.status_code, provider_message(exc)
+        if status == 429:
+            return RateLimited(f"openai plugin: {message}", headers=_retry_after(exc), plugin=PLUGIN)
+        if status in (401, 403):
+            return ProviderError(
+                f"openai plugin: the upstream at {base_url} refused the credentials "
+                f"({status}: {message}); check the openai skill's api_key (or OPENAI_API_KEY)",
+                code="provider_auth_failed",
+                plugin=PLUGIN,
+            )
+        if status in (400, 422):
+            param = exc.param if isinstance(exc.param, str) else None
+            return BadRequest(f"openai plugin: {message}", param=param, plugin=PLUGIN)
+        if status in (503, 529):
+            return ServiceUnavailable(
+                f"openai plugin: {where} is overloaded or unavailable ({status}): {message}",
+                headers=_retry_after(exc),
+                plugin=PLUGIN,
+            )
+        return ProviderError(f"openai plugin: {where} failed ({status}): {message}", plugin=PLUGIN)
+    return ProviderError(
+        f"openai plugin: {where} failed: {type(exc).__name__}: {exc}", plugin=PLUGIN
+    )
+
+
+__all__ = ["PLUGIN", "map_error", "provider_message"]

@@ -1,0 +1,108 @@
+"""The ``openai`` skill: chat completions and streams from any OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import openai
+from robutler_specs import (
+    ChatCompletionChunk,
+    LLMCall,
+    LLMResult,
+    AgentSpec,
+    RequestContext,
+    RequestError,
+    Skill,
+    hookimpl,
+)
+
+from . import registry
+from .config import OpenAIConfig
+from .errors import PLUGIN, map_error
+from .transport import Timeout
+from .stream import ChunkStream
+from .upstream import chat_body, parse_completion, post
+
+
+class OpenAISkill(Skill):
+    """Serves ``model: openai/<model>`` through the official ``openai`` SDK.
+
+    One ``AsyncOpenAI`` client per skill instance (so per agent), opened by :meth:`start`
+    (or on first use) and closed by :meth:`stop`. A started instance is also listed in
+    :mod:`.registry`, where the module-level ``robutler_embed`` hook finds a client.
+    """
+
+    name: ClassVar[str] = "openai"
+    provider: ClassVar[str | None] = "openai"
+    description: ClassVar[str] = "OpenAI and OpenAI-compatible chat, streaming, tools and embeddings"
+    Config: ClassVar[type[OpenAIConfig]] = OpenAIConfig
+
+    config: OpenAIConfig
+
+    def __init__(self, config: OpenAIConfig | None, agent: AgentSpec) -> None:
+        super().__init__(config if config is not None else OpenAIConfig(), agent)
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client, created on first use."""
+        if self._client is None:
+            cfg = self.config
+            self._client = openai.AsyncOpenAI(
+                api_key=cfg.api_key,
+                base_url=cfg.base_url,
+                organization=cfg.organization,
+                timeout=Timeout(cfg.timeout, connect=cfg.connect_timeout),
+                max_retries=cfg.max_retries,
+            )
+            registry.add(self)
+        return self._client
+
+    async def start(self) -> None:
+        """Create the client, so the first request does not pay for it."""
+        _ = self.client
+
+    async def stop(self) -> None:
+        """Close the client and its connections; the skill may be started again."""
+        registry.discard(self)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    def _error(self, exc: Exception, call: LLMCall) -> RequestError:
+        return map_error(exc, model=call.model_name, base_url=self.config.base_url,
+                         timeout=self.config.timeout)
+
+    @hookimpl
+    async def llm_complete(self, ctx: RequestContext, call: LLMCall) -> LLMResult | None:
+        """Answer ``openai/...`` calls with one chat completion; ``None`` for other providers."""
+        if call.provider != PLUGIN:
+            return None
+        body = chat_body(call, self.config.default_params, stream=False)
+        try:
+            response = await post(self.client, "/chat/completions", body)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, call) from exc
+        return parse_completion(response.content, call.model_name)
+
+    @hookimpl
+    async def llm_stream(
+        self, ctx: RequestContext, call: LLMCall
+    ) -> AsyncIterator[ChatCompletionChunk] | None:
+        """Start a streamed completion for ``openai/...`` calls; ``None`` for other providers.
+
+        The request is sent (and its status checked) before this returns, so upstream
+        errors are raised here, before any chunk. Closing the returned iterator closes the
+        upstream response, cancelling it.
+        """
+        if call.provider != PLUGIN:
+            return None
+        body = chat_body(call, self.config.default_params, stream=True)
+        try:
+            response = await post(self.client, "/chat/completions", body, stream=True)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, call) from exc
+        return ChunkStream(response, lambda exc: self._error(exc, call))
+
+__all__ = ["OpenAISkill"]

@@ -1,0 +1,19 @@
+"""The HTTP library under the openai SDK (``httpx2`` for SDK 3.x, ``httpx`` before).
+
+The plugin asks the SDK for raw responses (``cast_to=Response``) and reads stream bodies
+itself, so it needs that library's ``Response`` type and its read errors.
+"""
+
+from __future__ import annotations
+
+try:  # pragma: no cover - which branch runs depends on the installed SDK
+    import httpx2 as httpx_module
+except ImportError:  # pragma: no cover
+    import httpx as httpx_module  # type: ignore[no-redef]
+
+Response = httpx_module.Response
+Timeout = httpx_module.Timeout
+TimeoutException = httpx_module.TimeoutException
+TransportError = httpx_module.TransportError
+
+__all__ = ["Response", "Timeout", "TimeoutException", "TransportError"]
