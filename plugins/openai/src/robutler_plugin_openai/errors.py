@@ -17,6 +17,8 @@ from robutler_specs import (
     ServiceUnavailable,
 )
 
+from .transport import TimeoutException, TransportError
+
 PLUGIN = "openai"
 
 
@@ -44,7 +46,9 @@ def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> R
     :param timeout: the configured timeout, for messages.
     """
     where = f"{model!r} at {base_url}"
-    if isinstance(exc, openai.APITimeoutError):
+    # The SDK's own errors cover sending the request; reading a stream's body raises the
+    # HTTP library's (TimeoutException, TransportError) directly.
+    if isinstance(exc, (openai.APITimeoutError, TimeoutException)):
         return ProviderTimeout(
             f"openai plugin: {where} did not answer within {timeout:g}s "
             "(raise the openai skill's timeout if the model is slow)",
@@ -55,6 +59,13 @@ def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> R
         return ProviderError(
             f"openai plugin: cannot reach {base_url} ({type(cause).__name__}: {cause}); "
             "check the openai skill's base_url and that the server is running",
+            code="provider_unreachable",
+            plugin=PLUGIN,
+        )
+    if isinstance(exc, TransportError):
+        return ProviderError(
+            f"openai plugin: the connection to {base_url} broke while {model!r} was answering "
+            f"({type(exc).__name__}: {exc})",
             code="provider_unreachable",
             plugin=PLUGIN,
         )

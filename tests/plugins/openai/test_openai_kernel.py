@@ -1,0 +1,40 @@
+"""The plugin inside a kernel (built with the kernel's test kit): the agent loop, streaming
+and ``kernel.embed`` reach the fake upstream through the openai skill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai_helpers import run
+
+import robutler_plugin_openai
+from robutler_kernel.testing import FakeOpenAI, make_kernel
+
+
+def agents(fake: FakeOpenAI) -> dict[str, Any]:
+    skill = {"api_key": "k", "base_url": fake.base_url, "max_retries": 0, "timeout": 2}
+    return {"bot": {"model": "openai/gpt-x", "instructions": "Be kind.", "skills": {"openai": skill}}}
+
+
+def test_an_agent_answers_through_the_plugin(fake: FakeOpenAI) -> None:
+    fake.add_reply("Hello!", usage={"prompt_tokens": 5, "completion_tokens": 1})
+    fake.add_reply("Streamed hello!")
+
+    async def body() -> None:
+        kernel = make_kernel(agents(fake), plugins=[robutler_plugin_openai])
+        await kernel.startup()
+        try:
+            agent = kernel.agent("bot")
+            completion = await agent.run([{"role": "user", "content": "hi"}], temperature=0.1)
+            assert completion.choices[0].message.content == "Hello!"
+            assert completion.usage.total_tokens == 6
+            chunks = [c async for c in agent.run_streaming([{"role": "user", "content": "hi"}])]
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Streamed hello!"
+            vectors = await kernel.embed(["x"])
+            assert vectors is not None and len(vectors[0]) == 8
+        finally:
+            await kernel.shutdown()
+    run(body())
+    first = fake.requests[0].json
+    assert first["temperature"] == 0.1 and first["messages"][0] == {"role": "system", "content": "Be kind."}
+    assert fake.requests[1].json["stream"] is True
