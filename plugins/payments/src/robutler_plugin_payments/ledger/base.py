@@ -1,0 +1,281 @@
+"""The ledger contract, its records and errors, shared by the SQLite and PostgreSQL backends.
+
+Design (``docs/plugins/payments.md`` has the long version):
+
+* ``accounts``: one row per account (a user, or a prepaid payment token) with three
+  integer micro-credit columns, ``available`` (may be reserved), ``reserved`` (held by
+  requests in flight) and ``spent``; none may go negative (CHECK constraints). Credits
+  only enter through top-ups and transfers, so ``available + reserved + spent`` equals
+  what was credited to the account.
+* ``reservations``: one row per request id (the primary key) with its amount, status
+  (``held`` -> ``settled`` | ``released`` | ``expired``) and expiry time.
+* ``transactions``: the audit trail (top-ups, transfers, one ``charge`` per settled
+  request). ``UNIQUE (request_id, kind)``: a request is never charged twice.
+
+Reserving moves credits ``available -> reserved`` in one locked, conditional update;
+settling moves ``reserved -> spent`` (what the request cost, at most the reservation)
+and ``reserved -> available`` (the rest) in one transaction, and does nothing the second
+time. Expired reservations go back to ``available`` lazily (on the next reservation of
+that account) and in a sweep when a ledger opens.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Reservation states.
+HELD, SETTLED, RELEASED, EXPIRED = "held", "settled", "released", "expired"
+#: Transaction kinds.
+TOPUP, CHARGE, TRANSFER_IN, TRANSFER_OUT = "topup", "charge", "transfer_in", "transfer_out"
+#: Account kinds.
+USER, TOKEN = "user", "token"
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a payment token: its SHA-256, hex (tokens are random, so a
+    plain hash is enough; the token itself is never stored)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """How a request names the account it pays from: an account id, or a payment token."""
+
+    account_id: str | None = None
+    token_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.account_id is None) == (self.token_hash is None):
+            raise ValueError("an AccountRef names exactly one of account_id and token_hash")
+
+    def describe(self) -> str:
+        """How to name this account in a message."""
+        return f"account {self.account_id!r}" if self.account_id is not None else "the payment token"
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account's state; amounts in micro-credits."""
+
+    id: str
+    kind: str
+    available: int
+    reserved: int
+    spent: int
+    owner: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A reservation as stored; amounts in micro-credits."""
+
+    request_id: str
+    account_id: str
+    amount: int
+    status: str
+    charged: int
+    created_at: float
+    expires_at: float
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling a reservation did.
+
+    :ivar charged: micro-credits charged (moved to ``spent``).
+    :ivar released: micro-credits given back to ``available``.
+    :ivar capped: the cost asked was more than could be charged.
+    :ivar already: the reservation had been settled (or released) before: nothing changed;
+        ``charged`` is what the first settlement charged.
+    :ivar late: the reservation had expired; the charge came from ``available``.
+    """
+
+    request_id: str
+    account_id: str
+    charged: int
+    released: int
+    capped: bool = False
+    already: bool = False
+    late: bool = False
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One line of an account's history. ``amount`` is signed (a charge is negative)."""
+
+    id: int
+    account_id: str
+    kind: str
+    amount: int
+    request_id: str | None
+    detail: str | None
+    created_at: float
+
+
+class LedgerError(Exception):
+    """A ledger operation could not be done; the message says why and what to do."""
+
+
+class AccountNotFound(LedgerError):
+    """No account with that id (or no payment token with that hash)."""
+
+    def __init__(self, ref: AccountRef) -> None:
+        super().__init__(f"no such {ref.describe()}")
+        self.ref = ref
+
+
+class AccountExists(LedgerError):
+    """An account with that id already exists."""
+
+
+class InsufficientCredits(LedgerError):
+    """The account cannot pay: ``available`` is below what was needed (micro-credits)."""
+
+    def __init__(self, account_id: str, available: int, reserved: int, needed: int) -> None:
+        super().__init__(f"account {account_id!r} has {available} micro-credits available, needs {needed}")
+        self.account_id = account_id
+        self.available = available
+        self.reserved = reserved
+        self.needed = needed
+
+
+class UnknownReservation(LedgerError):
+    """No reservation with that request id."""
+
+
+def split(cost: int, amount: int) -> tuple[int, int, bool]:
+    """Settling ``cost`` against a reservation of ``amount``: (charged, released, capped).
+
+    The charge is capped at the reservation: the price checks of the skill keep a
+    request within it, so going over means an estimate was off, which is logged.
+    """
+    charged = min(max(cost, 0), amount)
+    return charged, amount - charged, cost > amount
+
+
+class Ledger(abc.ABC):
+    """The operations every ledger backend provides. Amounts are micro-credits.
+
+    :param clock: the time source (seconds since the epoch); tests inject their own.
+    """
+
+    #: ``sqlite`` or ``postgres``.
+    backend: str = ""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the ledger is, for messages (no passwords)."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create the schema if needed, and release expired reservations."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close connections."""
+
+    @abc.abstractmethod
+    async def ping(self) -> str:
+        """Check the backend answers; returns :meth:`describe`."""
+
+    @abc.abstractmethod
+    async def create_account(self, account_id: str, balance: int = 0) -> Account:
+        """Create a user account with an opening balance (recorded as a top-up).
+
+        :raises AccountExists: when the id is taken.
+        """
+
+    @abc.abstractmethod
+    async def create_token(self, token_id: str, token_hash: str, balance: int, owner: str | None = None) -> Account:
+        """Create a payment-token account. With ``owner``, its balance is moved from that
+        account (``transfer_out`` / ``transfer_in``); without, it is minted (``topup``).
+
+        :raises AccountNotFound: the owner does not exist.
+        :raises InsufficientCredits: the owner cannot fund it.
+        """
+
+    @abc.abstractmethod
+    async def topup(self, account_id: str, amount: int, note: str | None = None) -> Account:
+        """Add credits to ``available``.
+
+        :raises AccountNotFound: no such account.
+        """
+
+    @abc.abstractmethod
+    async def account(self, account_id: str) -> Account | None:
+        """An account by id, or ``None``."""
+
+    @abc.abstractmethod
+    async def reserve(
+        self, ref: AccountRef, request_id: str, wanted: int, minimum: int, ttl: float, agent: str | None = None
+    ) -> Reservation:
+        """Hold ``min(wanted, available)`` for ``request_id``, if that is at least ``minimum``.
+
+        Expired reservations of the account are released first.
+
+        :raises AccountNotFound: no such account or token.
+        :raises InsufficientCredits: ``available < minimum``.
+        """
+
+    @abc.abstractmethod
+    async def settle(self, request_id: str, cost: int, detail: str | None = None) -> Settlement:
+        """Charge ``min(cost, reserved)``, release the rest, record a ``charge``.
+
+        Idempotent: settling (or releasing) a closed reservation changes nothing. A
+        reservation that expired meanwhile is charged from ``available`` (at most what
+        is there), so a slow request is not free.
+
+        :raises UnknownReservation: no reservation with that id.
+        """
+
+    @abc.abstractmethod
+    async def release(self, request_id: str) -> Settlement:
+        """Give the whole reservation back without a charge (idempotent like :meth:`settle`)."""
+
+    @abc.abstractmethod
+    async def expire(self, account_id: str | None = None) -> int:
+        """Release the expired reservations (of one account, or all); returns micro-credits freed."""
+
+    @abc.abstractmethod
+    async def reservation(self, request_id: str) -> Reservation | None:
+        """A reservation by request id, or ``None``."""
+
+    @abc.abstractmethod
+    async def transactions(self, account_id: str, limit: int = 20) -> list[Transaction]:
+        """The newest ``limit`` transactions of an account, newest first."""
+
+
+__all__ = [
+    "CHARGE",
+    "EXPIRED",
+    "HELD",
+    "RELEASED",
+    "SETTLED",
+    "TOKEN",
+    "TOPUP",
+    "TRANSFER_IN",
+    "TRANSFER_OUT",
+    "USER",
+    "Account",
+    "AccountExists",
+    "AccountNotFound",
+    "AccountRef",
+    "InsufficientCredits",
+    "Ledger",
+    "LedgerError",
+    "Reservation",
+    "Settlement",
+    "Transaction",
+    "UnknownReservation",
+    "hash_token",
+    "split",
+]

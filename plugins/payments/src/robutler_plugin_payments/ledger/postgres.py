@@ -1,0 +1,451 @@
+"""The shared ledger: PostgreSQL through an asyncpg pool.
+
+The hot path is two statements per request, each atomic on its own:
+
+* reserve: one statement that locks the account row (``SELECT ... FOR UPDATE`` in a
+  CTE), computes ``min(wanted, available)`` on the locked (newest) row, moves it to
+  ``reserved`` only if ``available >= minimum``, and inserts the reservation;
+* settle: one statement that closes the reservation (``WHERE status = 'held'``, so a
+  second settle finds nothing), moves the charge to ``spent`` and the rest back to
+  ``available``, and inserts the ``charge`` transaction.
+
+Both take the reservation row before the account row, so they cannot deadlock with
+each other; CHECK constraints are the last guard against a negative balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from robutler_specs import ServiceUnavailable
+
+from .base import (
+    CHARGE,
+    EXPIRED,
+    HELD,
+    RELEASED,
+    SETTLED,
+    TOKEN,
+    TOPUP,
+    TRANSFER_IN,
+    TRANSFER_OUT,
+    USER,
+    Account,
+    AccountExists,
+    AccountNotFound,
+    AccountRef,
+    InsufficientCredits,
+    Ledger,
+    Reservation,
+    Settlement,
+    Transaction,
+    UnknownReservation,
+    split,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.accounts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'token')),
+    available BIGINT NOT NULL CHECK (available >= 0),
+    reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    spent BIGINT NOT NULL DEFAULT 0 CHECK (spent >= 0),
+    token_hash TEXT UNIQUE,
+    owner TEXT,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.reservations (
+    request_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES {s}.accounts (id),
+    amount BIGINT NOT NULL CHECK (amount >= 0),
+    status TEXT NOT NULL CHECK (status IN ('held', 'settled', 'released', 'expired')),
+    charged BIGINT NOT NULL DEFAULT 0 CHECK (charged >= 0),
+    agent TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    closed_at DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS reservations_held ON {s}.reservations (account_id, expires_at) WHERE status = 'held';
+CREATE TABLE IF NOT EXISTS {s}.transactions (
+    id BIGSERIAL PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES {s}.accounts (id),
+    kind TEXT NOT NULL CHECK (kind IN ('topup', 'charge', 'transfer_in', 'transfer_out')),
+    amount BIGINT NOT NULL,
+    request_id TEXT,
+    detail TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (request_id, kind)
+);
+CREATE INDEX IF NOT EXISTS transactions_account ON {s}.transactions (account_id, id);
+INSERT INTO {s}.ledger_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
+"""
+
+_ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM {s}.accounts"
+_RESERVATION = "SELECT request_id, account_id, amount, status, charged, created_at, expires_at, agent FROM {s}.reservations"
+
+_EXPIRE = """
+WITH expired AS (
+    UPDATE {s}.reservations SET status = 'expired', closed_at = $1
+    WHERE status = 'held' AND expires_at < $1 {filter}
+    RETURNING account_id, amount
+), sums AS (
+    SELECT account_id, SUM(amount)::BIGINT AS total FROM expired GROUP BY account_id
+)
+UPDATE {s}.accounts a SET available = a.available + sums.total, reserved = a.reserved - sums.total
+FROM sums WHERE a.id = sums.account_id
+RETURNING sums.total
+"""
+
+_RESERVE = """
+WITH cur AS (
+    SELECT id, LEAST($2::BIGINT, available) AS hold FROM {s}.accounts
+    WHERE {match} AND available >= $3 FOR UPDATE
+), upd AS (
+    UPDATE {s}.accounts a SET available = a.available - cur.hold, reserved = a.reserved + cur.hold
+    FROM cur WHERE a.id = cur.id
+    RETURNING cur.id, cur.hold
+), ins AS (
+    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at, expires_at)
+    SELECT $4, upd.id, upd.hold, 'held', $5, $6, $7 FROM upd
+)
+SELECT id, hold FROM upd
+"""
+
+_SETTLE = """
+WITH r AS (
+    UPDATE {s}.reservations SET status = $5, charged = LEAST($2::BIGINT, amount), closed_at = $3
+    WHERE request_id = $1 AND status = 'held'
+    RETURNING account_id, amount, charged
+), a AS (
+    UPDATE {s}.accounts acc SET reserved = acc.reserved - r.amount,
+        available = acc.available + (r.amount - r.charged), spent = acc.spent + r.charged
+    FROM r WHERE acc.id = r.account_id
+    RETURNING acc.id
+), t AS (
+    INSERT INTO {s}.transactions (account_id, kind, amount, request_id, detail, created_at)
+    SELECT r.account_id, 'charge', -r.charged, $1, $4, $3 FROM r WHERE $5 = 'settled'
+    ON CONFLICT (request_id, kind) DO NOTHING
+)
+SELECT r.account_id, r.amount, r.charged FROM r
+"""
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return "<unparsable dsn>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresLedger(Ledger):
+    """The ledger in PostgreSQL (``schema`` created on first start).
+
+    :param dsn: ``postgresql://user:pass@host:5432/db``.
+    :param schema: the schema holding the tables.
+    :param pool_size: the most connections this process opens.
+    :param timeout: seconds for one operation (connecting included) before a 503.
+    """
+
+    backend = "postgres"
+
+    def __init__(
+        self, dsn: str, *, schema: str = "robutler_payments", pool_size: int = 10, timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(clock)
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self._pool: Any = None
+        self._open_lock = asyncio.Lock()
+        s = f'"{schema}"'
+        self._sql = {
+            "account": _ACCOUNT.format(s=s) + " WHERE id = $1",
+            "reservation": _RESERVATION.format(s=s) + " WHERE request_id = $1",
+            "expire_all": _EXPIRE.format(s=s, filter=""),
+            "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
+            "expire_token": _EXPIRE.format(
+                s=s, filter=f"AND account_id = (SELECT id FROM {s}.accounts WHERE token_hash = $2)"
+            ),
+            "reserve_id": _RESERVE.format(s=s, match="id = $1"),
+            "reserve_token": _RESERVE.format(s=s, match="token_hash = $1"),
+            "settle": _SETTLE.format(s=s),
+            "schema": SCHEMA.format(s=s),
+            "s": s,
+        }
+
+    def describe(self) -> str:
+        return f"postgres {redact(self.dsn)} schema {self.schema}"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"the payments ledger ({self.describe()}) is unavailable: {type(exc).__name__}: {exc}; "
+            f"check that PostgreSQL is running and skills.payments.dsn (plugins.payments.dsn for the CLI)",
+            plugin="payments",
+        )
+
+    async def _get_pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        async with self._open_lock:
+            if self._pool is None:
+                import asyncpg
+
+                pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self.pool_size, command_timeout=self.timeout
+                )
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        # One creator at a time: concurrent CREATE ... IF NOT EXISTS can collide.
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"robutler-payments:{self.schema}")
+                        await conn.execute(self._sql["schema"])
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+        return self._pool
+
+    async def _run(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = True) -> T:
+        import asyncpg
+
+        retryable = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+        unavailable = (
+            OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+            asyncpg.InvalidCatalogNameError, asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError,
+        )
+        for attempt in range(3):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    pool = await self._get_pool()
+                    async with pool.acquire() as conn:
+                        if not transaction:
+                            return await fn(conn)
+                        async with conn.transaction():
+                            return await fn(conn)
+            except retryable:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+            except unavailable as exc:
+                raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.expire()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def ping(self) -> str:
+        await self._run(lambda conn: conn.fetchval("SELECT 1"), transaction=False)
+        return self.describe()
+
+    async def drop_schema(self) -> None:
+        """Drop the ledger's schema and everything in it (tests, and uninstalling)."""
+        await self._run(lambda conn: conn.execute(f"DROP SCHEMA IF EXISTS {self._sql['s']} CASCADE"))
+
+    # -- accounts --------------------------------------------------------------------------
+
+    async def _account(self, conn: Any, account_id: str) -> Account | None:
+        row = await conn.fetchrow(self._sql["account"], account_id)
+        return Account(*row) if row else None
+
+    async def _txn(
+        self, conn: Any, account_id: str, kind: str, amount: int, request_id: str | None = None, detail: str | None = None
+    ) -> None:
+        await conn.execute(
+            f"INSERT INTO {self._sql['s']}.transactions (account_id, kind, amount, request_id, detail, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id, kind) DO NOTHING",
+            account_id, kind, amount, request_id, detail, self.clock(),
+        )
+
+    async def _insert_account(
+        self, conn: Any, account_id: str, kind: str, balance: int, token_hash: str | None, owner: str | None
+    ) -> None:
+        status = await conn.execute(
+            f"INSERT INTO {self._sql['s']}.accounts (id, kind, available, token_hash, owner, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            account_id, kind, balance, token_hash, owner, self.clock(),
+        )
+        if status.endswith(" 0"):
+            raise AccountExists(f"account {account_id!r} already exists")
+
+    async def create_account(self, account_id: str, balance: int = 0) -> Account:
+        async def op(conn: Any) -> Account:
+            await self._insert_account(conn, account_id, USER, balance, None, None)
+            if balance:
+                await self._txn(conn, account_id, TOPUP, balance, detail="opening balance")
+            account = await self._account(conn, account_id)
+            assert account is not None
+            return account
+
+        return await self._run(op)
+
+    async def create_token(self, token_id: str, token_hash: str, balance: int, owner: str | None = None) -> Account:
+        s = self._sql["s"]
+
+        async def op(conn: Any) -> Account:
+            if owner is not None:
+                row = await conn.fetchrow(f"SELECT available, reserved FROM {s}.accounts WHERE id = $1 FOR UPDATE", owner)
+                if row is None:
+                    raise AccountNotFound(AccountRef(account_id=owner))
+                if row["available"] < balance:
+                    raise InsufficientCredits(owner, row["available"], row["reserved"], balance)
+                await conn.execute(f"UPDATE {s}.accounts SET available = available - $1 WHERE id = $2", balance, owner)
+            await self._insert_account(conn, token_id, TOKEN, balance, token_hash, owner)
+            if owner is not None:
+                ref = f"token:{token_id}"
+                await self._txn(conn, owner, TRANSFER_OUT, -balance, ref, f"funds payment token {token_id}")
+                await self._txn(conn, token_id, TRANSFER_IN, balance, ref, f"from account {owner}")
+            elif balance:
+                await self._txn(conn, token_id, TOPUP, balance, detail="opening balance")
+            account = await self._account(conn, token_id)
+            assert account is not None
+            return account
+
+        return await self._run(op)
+
+    async def topup(self, account_id: str, amount: int, note: str | None = None) -> Account:
+        async def op(conn: Any) -> Account:
+            status = await conn.execute(
+                f"UPDATE {self._sql['s']}.accounts SET available = available + $1 WHERE id = $2", amount, account_id
+            )
+            if status.endswith(" 0"):
+                raise AccountNotFound(AccountRef(account_id=account_id))
+            await self._txn(conn, account_id, TOPUP, amount, detail=note)
+            account = await self._account(conn, account_id)
+            assert account is not None
+            return account
+
+        return await self._run(op)
+
+    async def account(self, account_id: str) -> Account | None:
+        return await self._run(lambda conn: self._account(conn, account_id), transaction=False)
+
+    # -- reservations ----------------------------------------------------------------------
+
+    async def expire(self, account_id: str | None = None) -> int:
+        async def op(conn: Any) -> int:
+            if account_id is None:
+                rows = await conn.fetch(self._sql["expire_all"], self.clock())
+            else:
+                rows = await conn.fetch(self._sql["expire_one"], self.clock(), account_id)
+            return sum(r[0] for r in rows)
+
+        return await self._run(op, transaction=False)
+
+    async def reserve(
+        self, ref: AccountRef, request_id: str, wanted: int, minimum: int, ttl: float, agent: str | None = None
+    ) -> Reservation:
+        if wanted < minimum:
+            raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
+        s = self._sql["s"]
+        key = ref.account_id if ref.account_id is not None else ref.token_hash
+        column = "id" if ref.account_id is not None else "token_hash"
+
+        async def op(conn: Any) -> Reservation:
+            now = self.clock()
+            # Expired holds of this account go back first (lazy expiry); a no-op index probe
+            # when there are none.
+            await conn.execute(self._sql["expire_one" if ref.account_id is not None else "expire_token"], now, key)
+            statement = self._sql["reserve_id" if ref.account_id is not None else "reserve_token"]
+            row = await conn.fetchrow(statement, key, wanted, minimum, request_id, agent, now, now + ttl)
+            if row is not None:
+                return Reservation(request_id, row["id"], row["hold"], HELD, 0, now, now + ttl, agent)
+            found = await conn.fetchrow(f"SELECT id, available, reserved FROM {s}.accounts WHERE {column} = $1", key)
+            if found is None:
+                raise AccountNotFound(ref)
+            raise InsufficientCredits(found["id"], found["available"], found["reserved"], minimum)
+
+        return await self._run(op, transaction=False)
+
+    async def _close(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
+        s = self._sql["s"]
+        status = SETTLED if charge else RELEASED
+
+        async def fast(conn: Any) -> Settlement | None:
+            row = await conn.fetchrow(self._sql["settle"], request_id, cost if charge else 0, self.clock(), detail, status)
+            if row is None:
+                return None
+            _, _, capped = split(cost if charge else 0, row["amount"])
+            return Settlement(request_id, row["account_id"], row["charged"], row["amount"] - row["charged"], capped=capped)
+
+        settled = await self._run(fast, transaction=False)
+        if settled is not None:
+            return settled
+
+        async def slow(conn: Any) -> Settlement:
+            row = await conn.fetchrow(
+                f"SELECT account_id, amount, status, charged FROM {s}.reservations WHERE request_id = $1 FOR UPDATE",
+                request_id,
+            )
+            if row is None:
+                raise UnknownReservation(f"no reservation for request {request_id!r}")
+            if row["status"] != EXPIRED:  # settled or released before (or a settle raced us)
+                return Settlement(request_id, row["account_id"], row["charged"], 0, already=True)
+            # The reservation was given back already; charge what is there now.
+            available = await conn.fetchval(
+                f"SELECT available FROM {s}.accounts WHERE id = $1 FOR UPDATE", row["account_id"]
+            )
+            charged, _, capped = split(cost if charge else 0, available)
+            await conn.execute(
+                f"UPDATE {s}.accounts SET available = available - $1, spent = spent + $1 WHERE id = $2",
+                charged, row["account_id"],
+            )
+            await conn.execute(
+                f"UPDATE {s}.reservations SET status = $1, charged = $2, closed_at = $3 WHERE request_id = $4",
+                status, charged, self.clock(), request_id,
+            )
+            if charge:
+                await self._txn(conn, row["account_id"], CHARGE, -charged, request_id, detail)
+            return Settlement(request_id, row["account_id"], charged, 0, capped=capped, late=True)
+
+        return await self._run(slow)
+
+    async def settle(self, request_id: str, cost: int, detail: str | None = None) -> Settlement:
+        return await self._close(request_id, cost, detail, True)
+
+    async def release(self, request_id: str) -> Settlement:
+        return await self._close(request_id, 0, None, False)
+
+    async def reservation(self, request_id: str) -> Reservation | None:
+        async def op(conn: Any) -> Reservation | None:
+            row = await conn.fetchrow(self._sql["reservation"], request_id)
+            return Reservation(*row) if row else None
+
+        return await self._run(op, transaction=False)
+
+    async def transactions(self, account_id: str, limit: int = 20) -> list[Transaction]:
+        async def op(conn: Any) -> list[Transaction]:
+            rows = await conn.fetch(
+                f"SELECT id, account_id, kind, amount, request_id, detail, created_at FROM {self._sql['s']}.transactions "
+                "WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+                account_id, limit,
+            )
+            return [Transaction(*r) for r in rows]
+
+        return await self._run(op, transaction=False)
+
+
+__all__ = ["PostgresLedger", "redact"]

@@ -1,0 +1,377 @@
+"""The embedded ledger: SQLite through the standard library, in one worker thread.
+
+Every operation is one ``BEGIN IMMEDIATE`` transaction (it takes the database's write
+lock at once, so a read-then-update cannot interleave with another writer, in this
+process or another one on the same file). The single worker thread serialises this
+process's operations without blocking the event loop; WAL mode and ``busy_timeout``
+let several processes share the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from robutler_specs import ServiceUnavailable
+
+from .base import (
+    CHARGE,
+    EXPIRED,
+    HELD,
+    RELEASED,
+    SETTLED,
+    TOKEN,
+    TOPUP,
+    TRANSFER_IN,
+    TRANSFER_OUT,
+    USER,
+    Account,
+    AccountExists,
+    AccountNotFound,
+    AccountRef,
+    InsufficientCredits,
+    Ledger,
+    Reservation,
+    Settlement,
+    Transaction,
+    UnknownReservation,
+    split,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'token')),
+    available INTEGER NOT NULL CHECK (available >= 0),
+    reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    spent INTEGER NOT NULL DEFAULT 0 CHECK (spent >= 0),
+    token_hash TEXT UNIQUE,
+    owner TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    request_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    amount INTEGER NOT NULL CHECK (amount >= 0),
+    status TEXT NOT NULL CHECK (status IN ('held', 'settled', 'released', 'expired')),
+    charged INTEGER NOT NULL DEFAULT 0 CHECK (charged >= 0),
+    agent TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    closed_at REAL
+);
+CREATE INDEX IF NOT EXISTS reservations_held ON reservations (account_id, expires_at) WHERE status = 'held';
+CREATE TABLE IF NOT EXISTS transactions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    kind TEXT NOT NULL CHECK (kind IN ('topup', 'charge', 'transfer_in', 'transfer_out')),
+    amount INTEGER NOT NULL,
+    request_id TEXT,
+    detail TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (request_id, kind)
+);
+CREATE INDEX IF NOT EXISTS transactions_account ON transactions (account_id, id);
+INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('schema_version', '1');
+"""
+
+_ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM accounts"
+_RESERVATION = (
+    "SELECT request_id, account_id, amount, status, charged, created_at, expires_at, agent FROM reservations"
+)
+
+
+class SQLiteLedger(Ledger):
+    """The ledger in a SQLite file.
+
+    :param path: the database file (created with its directory if missing).
+    :param timeout: seconds to wait for another process's write lock.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: str, *, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
+        self.path = path
+        self.timeout = timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"sqlite file {self.path}"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"the payments ledger ({self.describe()}) is unavailable: {type(exc).__name__}: {exc}; "
+            f"check skills.payments.path (and plugins.payments.path for the CLI)",
+            plugin="payments",
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a commit is durable once the WAL is synced at checkpoint;
+            # a power cut may lose the last commits but never corrupts the ledger.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.executescript(SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (in the worker thread)."""
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="payments-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._tx, fn)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.expire()
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_conn)
+            executor.shutdown(wait=True)
+        else:
+            self._close_conn()
+
+    def _close_conn(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def ping(self) -> str:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+        return self.describe()
+
+    # -- accounts --------------------------------------------------------------------------
+
+    @staticmethod
+    def _account(conn: sqlite3.Connection, account_id: str) -> Account | None:
+        row = conn.execute(f"{_ACCOUNT} WHERE id = ?", (account_id,)).fetchone()
+        return Account(*row) if row else None
+
+    def _txn(
+        self, conn: sqlite3.Connection, account_id: str, kind: str, amount: int,
+        request_id: str | None = None, detail: str | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO transactions (account_id, kind, amount, request_id, detail, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, kind) DO NOTHING",
+            (account_id, kind, amount, request_id, detail, self.clock()),
+        )
+
+    async def create_account(self, account_id: str, balance: int = 0) -> Account:
+        def op(conn: sqlite3.Connection) -> Account:
+            if self._account(conn, account_id) is not None:
+                raise AccountExists(f"account {account_id!r} already exists")
+            conn.execute(
+                "INSERT INTO accounts (id, kind, available, created_at) VALUES (?, ?, ?, ?)",
+                (account_id, USER, balance, self.clock()),
+            )
+            if balance:
+                self._txn(conn, account_id, TOPUP, balance, detail="opening balance")
+            account = self._account(conn, account_id)
+            assert account is not None
+            return account
+
+        return await self._run(op)
+
+    async def create_token(self, token_id: str, token_hash: str, balance: int, owner: str | None = None) -> Account:
+        def op(conn: sqlite3.Connection) -> Account:
+            if self._account(conn, token_id) is not None:
+                raise AccountExists(f"account {token_id!r} already exists")
+            if owner is not None:
+                source = self._account(conn, owner)
+                if source is None:
+                    raise AccountNotFound(AccountRef(account_id=owner))
+                if source.available < balance:
+                    raise InsufficientCredits(owner, source.available, source.reserved, balance)
+                conn.execute("UPDATE accounts SET available = available - ? WHERE id = ?", (balance, owner))
+                self._txn(conn, owner, TRANSFER_OUT, -balance, f"token:{token_id}", f"funds payment token {token_id}")
+            conn.execute(
+                "INSERT INTO accounts (id, kind, available, token_hash, owner, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, TOKEN, balance, token_hash, owner, self.clock()),
+            )
+            if owner is not None:
+                self._txn(conn, token_id, TRANSFER_IN, balance, f"token:{token_id}", f"from account {owner}")
+            elif balance:
+                self._txn(conn, token_id, TOPUP, balance, detail="opening balance")
+            account = self._account(conn, token_id)
+            assert account is not None
+            return account
+
+        return await self._run(op)
+
+    async def topup(self, account_id: str, amount: int, note: str | None = None) -> Account:
+        def op(conn: sqlite3.Connection) -> Account:
+            if conn.execute("UPDATE accounts SET available = available + ? WHERE id = ?", (amount, account_id)).rowcount == 0:
+                raise AccountNotFound(AccountRef(account_id=account_id))
+            self._txn(conn, account_id, TOPUP, amount, detail=note)
+            account = self._account(conn, account_id)
+            assert account is not None
+            return account
+
+        return await self._run(op)
+
+    async def account(self, account_id: str) -> Account | None:
+        return await self._run(lambda conn: self._account(conn, account_id))
+
+    # -- reservations ----------------------------------------------------------------------
+
+    def _expire(self, conn: sqlite3.Connection, account_id: str | None) -> int:
+        now = self.clock()
+        where, args = "status = 'held' AND expires_at < ?", [now]
+        if account_id is not None:
+            where, args = "account_id = ? AND " + where, [account_id, now]
+        rows = conn.execute(
+            f"SELECT account_id, SUM(amount) FROM reservations WHERE {where} GROUP BY account_id", args
+        ).fetchall()
+        if not rows:
+            return 0
+        conn.execute(f"UPDATE reservations SET status = '{EXPIRED}', closed_at = ? WHERE {where}", [now, *args])
+        for owner, total in rows:
+            conn.execute(
+                "UPDATE accounts SET available = available + ?, reserved = reserved - ? WHERE id = ?",
+                (total, total, owner),
+            )
+        return sum(total for _, total in rows)
+
+    async def expire(self, account_id: str | None = None) -> int:
+        return await self._run(lambda conn: self._expire(conn, account_id))
+
+    async def reserve(
+        self, ref: AccountRef, request_id: str, wanted: int, minimum: int, ttl: float, agent: str | None = None
+    ) -> Reservation:
+        if wanted < minimum:
+            raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
+
+        def op(conn: sqlite3.Connection) -> Reservation:
+            if ref.account_id is not None:
+                row = conn.execute("SELECT id FROM accounts WHERE id = ?", (ref.account_id,)).fetchone()
+            else:
+                row = conn.execute("SELECT id FROM accounts WHERE token_hash = ?", (ref.token_hash,)).fetchone()
+            if row is None:
+                raise AccountNotFound(ref)
+            account_id = row[0]
+            self._expire(conn, account_id)
+            account = self._account(conn, account_id)
+            assert account is not None
+            if account.available < minimum:
+                raise InsufficientCredits(account_id, account.available, account.reserved, minimum)
+            amount = min(wanted, account.available)
+            # The WHERE clause is the guard; under the write lock it always holds here.
+            conn.execute(
+                "UPDATE accounts SET available = available - ?, reserved = reserved + ? "
+                "WHERE id = ? AND available >= ?",
+                (amount, amount, account_id, amount),
+            )
+            now = self.clock()
+            conn.execute(
+                "INSERT INTO reservations (request_id, account_id, amount, status, agent, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (request_id, account_id, amount, HELD, agent, now, now + ttl),
+            )
+            return Reservation(request_id, account_id, amount, HELD, 0, now, now + ttl, agent)
+
+        return await self._run(op)
+
+    def _close(self, conn: sqlite3.Connection, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
+        row = conn.execute(
+            "SELECT account_id, amount, status, charged FROM reservations WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownReservation(f"no reservation for request {request_id!r}")
+        account_id, amount, status, charged_before = row
+        if status in (SETTLED, RELEASED):
+            return Settlement(request_id, account_id, charged_before, 0, already=True)
+        now = self.clock()
+        late = status == EXPIRED
+        if not late:
+            charged, released, capped = split(cost if charge else 0, amount)
+            conn.execute(
+                "UPDATE accounts SET reserved = reserved - ?, available = available + ?, spent = spent + ? "
+                "WHERE id = ?",
+                (amount, released, charged, account_id),
+            )
+        else:
+            # The reservation was given back already; charge what is there now.
+            available = conn.execute("SELECT available FROM accounts WHERE id = ?", (account_id,)).fetchone()[0]
+            charged, _, capped = split(cost if charge else 0, available)
+            released = 0
+            conn.execute(
+                "UPDATE accounts SET available = available - ?, spent = spent + ? WHERE id = ?",
+                (charged, charged, account_id),
+            )
+        new_status = SETTLED if charge else RELEASED
+        conn.execute(
+            "UPDATE reservations SET status = ?, charged = ?, closed_at = ? WHERE request_id = ?",
+            (new_status, charged, now, request_id),
+        )
+        if charge:
+            self._txn(conn, account_id, CHARGE, -charged, request_id, detail)
+        return Settlement(request_id, account_id, charged, released, capped=capped, late=late)
+
+    async def settle(self, request_id: str, cost: int, detail: str | None = None) -> Settlement:
+        return await self._run(lambda conn: self._close(conn, request_id, cost, detail, True))
+
+    async def release(self, request_id: str) -> Settlement:
+        return await self._run(lambda conn: self._close(conn, request_id, 0, None, False))
+
+    async def reservation(self, request_id: str) -> Reservation | None:
+        def op(conn: sqlite3.Connection) -> Reservation | None:
+            row = conn.execute(f"{_RESERVATION} WHERE request_id = ?", (request_id,)).fetchone()
+            return Reservation(*row) if row else None
+
+        return await self._run(op)
+
+    async def transactions(self, account_id: str, limit: int = 20) -> list[Transaction]:
+        def op(conn: sqlite3.Connection) -> list[Transaction]:
+            rows = conn.execute(
+                "SELECT id, account_id, kind, amount, request_id, detail, created_at FROM transactions "
+                "WHERE account_id = ? ORDER BY id DESC LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+            return [Transaction(*r) for r in rows]
+
+        return await self._run(op)
+
+
+__all__ = ["SQLiteLedger"]
