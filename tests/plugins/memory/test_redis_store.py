@@ -1,0 +1,249 @@
+"""The Redis backend against the local Redis: atomic windowed writes, TTL, PING, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robutler_plugin_memory import InProcessStore, RedisStore, StoreUnavailable
+from robutler_plugin_memory.codec import decode, encode
+from robutler_plugin_memory.redis_store import SharedClients, redact
+from robutler_specs import FunctionCall, Message, ToolCall
+
+from .helpers import CLOSED_REDIS_URL, REDIS_URL, unique_prefix
+
+
+def make(url: str = REDIS_URL, **kw: Any) -> RedisStore:
+    settings_: dict[str, Any] = {"max_messages": 4, "max_tokens": None, "ttl_seconds": None, "timeout": 2.0}
+    settings_.update(kw)
+    return RedisStore(url, **settings_)
+
+
+@pytest.fixture
+async def stm_store() -> AsyncIterator[RedisStore]:
+    s = make()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def msgs(*texts: str) -> list[Message]:
+    return [Message(role="user" if i % 2 == 0 else "assistant", content=t) for i, t in enumerate(texts)]
+
+
+def texts(messages: list[Message]) -> list[str]:
+    return [m.text() for m in messages]
+
+
+def test_codec_round_trips_and_rejects_foreign_items() -> None:
+    message = Message(role="assistant", tool_calls=[ToolCall(id="c1", function=FunctionCall(name="f", arguments="{}"))])
+    assert decode(encode(message)) == message
+    assert encode(Message(role="tool", tool_call_id="c1", content="x")).split(b":")[1] == b"t"
+    for bad in (b"hello", b"1:x:{}", b"1:m:not json"):
+        with pytest.raises(ValueError, match="not a stored message"):
+            decode(bad)
+
+
+def test_redact_hides_the_password() -> None:
+    assert redact("redis://user:secret@host:6380/1") == "redis://user:***@host:6380/1"
+    assert redact("redis://:secret@host/0") == "redis://:***@host/0"
+    assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+async def test_append_load_and_window(stm_store: RedisStore, stm_prefix: str, stm_redis: aioredis.Redis) -> None:
+    key = stm_prefix + "bot:c:anon:1"
+    await stm_store.append(key, msgs("1", "2"))
+    await stm_store.append(key, msgs("3", "4"))
+    await stm_store.append(key, msgs("5", "6"))
+    assert texts(await stm_store.load(key)) == ["3", "4", "5", "6"]
+    assert await stm_redis.llen(key) == 4  # trimmed on the server, not only on read
+    assert await stm_store.load(stm_prefix + "nothing") == []
+
+
+async def test_replace_is_one_write(stm_store: RedisStore, stm_prefix: str) -> None:
+    key = stm_prefix + "k"
+    await stm_store.append(key, msgs("1", "2"))
+    await stm_store.replace(key, msgs("a", "b", "c"))
+    assert texts(await stm_store.load(key)) == ["a", "b", "c"]
+
+
+async def test_ttl_is_set_on_every_write_and_expires_the_conversation(
+    stm_prefix: str, stm_redis: aioredis.Redis
+) -> None:
+    s = make(ttl_seconds=0.3)
+    await s.start()
+    try:
+        key = stm_prefix + "k"
+        await s.append(key, msgs("1"))
+        assert 0 < await stm_redis.pttl(key) <= 300
+        await asyncio.sleep(0.2)
+        await s.append(key, msgs("2"))  # resets the TTL
+        assert await stm_redis.pttl(key) > 200
+        assert texts(await s.load(key)) == ["1", "2"]
+        await asyncio.sleep(0.45)
+        assert await s.load(key) == []
+        assert await stm_redis.exists(key) == 0
+    finally:
+        await s.stop()
+
+
+async def test_no_ttl_means_no_expiry(stm_store: RedisStore, stm_prefix: str, stm_redis: aioredis.Redis) -> None:
+    await stm_store.append(stm_prefix + "k", msgs("1"))
+    assert await stm_redis.pttl(stm_prefix + "k") == -1
+
+
+async def test_concurrent_appends_are_atomic(stm_prefix: str) -> None:
+    """Many writers on one conversation: every batch lands whole, none interleaved."""
+    s = make(max_messages=1000)
+    await s.start()
+    try:
+        key = stm_prefix + "k"
+        batches = [[Message(role="user", content=f"{w}-{i}") for i in range(5)] for w in range(40)]
+        await asyncio.gather(*(s.append(key, batch) for batch in batches))
+        stored = texts(await s.load(key))
+        assert len(stored) == 200
+        for start in range(0, 200, 5):
+            writer = {t.split("-")[0] for t in stored[start:start + 5]}
+            assert len(writer) == 1, f"batch interleaved: {stored[start:start + 5]}"
+    finally:
+        await s.stop()
+
+
+async def test_unreadable_items_are_skipped(stm_store: RedisStore, stm_prefix: str, stm_redis: aioredis.Redis) -> None:
+    key = stm_prefix + "k"
+    await stm_store.append(key, msgs("1"))
+    await stm_redis.rpush(key, b"garbage")
+    assert texts(await stm_store.load(key)) == ["1"]
+
+
+async def test_a_key_of_another_type_names_key_prefix(stm_store: RedisStore, stm_prefix: str,
+                                                     stm_redis: aioredis.Redis) -> None:
+    await stm_redis.set(stm_prefix + "k", "a string")
+    with pytest.raises(StoreUnavailable, match="key_prefix"):
+        await stm_store.append(stm_prefix + "k", msgs("1"))
+
+
+async def test_health_check_pings() -> None:
+    s = make()
+    await s.start()
+    try:
+        (name, check), = s.health_checks().items()
+        assert name == "short_term_memory:redis at redis://127.0.0.1:6379/0"
+        assert await check() == "PONG"
+    finally:
+        await s.stop()
+
+
+async def test_redis_down_is_store_unavailable_quickly_everywhere(caplog: pytest.LogCaptureFixture) -> None:
+    s = make(CLOSED_REDIS_URL, timeout=1.0)
+    await s.start()  # not fatal: logged
+    assert "not reachable yet" in caplog.text
+    try:
+        started = time.monotonic()
+        for operation in (s.load("k"), s.append("k", msgs("1")), s.replace("k", msgs("1")), s.ping()):
+            with pytest.raises(StoreUnavailable) as info:
+                await operation
+            assert info.value.backend == "redis at " + CLOSED_REDIS_URL
+        (check,) = s.health_checks().values()
+        with pytest.raises(StoreUnavailable):
+            await check()
+        assert time.monotonic() - started < 5
+    finally:
+        await s.stop()
+
+
+async def test_a_redis_that_does_not_answer_times_out() -> None:
+    """A server that accepts connections but never replies: the timeout bounds the wait."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = make(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        await s.start()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0.3 s|Timeout"):
+            await s.ping()
+        assert time.monotonic() - started < 2
+    finally:
+        await s.stop()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_agents_on_one_url_share_one_pool() -> None:
+    shared = SharedClients()
+    a, b = make(shared=shared), make(shared=shared)
+    await a.start()
+    await b.start()
+    assert a.client is b.client
+    await a.stop()
+    assert await b.ping()  # still open for b
+    await b.stop()
+    assert shared._clients == {}
+
+
+def test_an_invalid_url_is_a_value_error() -> None:
+    s = make("http://not-redis")
+    with pytest.raises(ValueError):
+        asyncio.run(s.start())
+
+
+# -- the Lua window is the Python window --------------------------------------------------------
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[list[Message]]:
+    ids = iter(range(10_000))
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        batch: list[Message] = []
+        for kind in draw(st.lists(st.sampled_from(["user", "assistant", "calls", "tool"]), min_size=1, max_size=6)):
+            text = draw(st.text(alphabet="ab ", max_size=50))
+            if kind == "calls":
+                calls = [ToolCall(id=f"c{next(ids)}", function=FunctionCall(name="f")) for _ in range(draw(st.integers(1, 2)))]
+                batch.append(Message(role="assistant", content=text or None, tool_calls=calls))
+                batch.extend(Message(role="tool", tool_call_id=c.id, content=text) for c in calls)
+            elif kind == "tool":
+                batch.append(Message(role="tool", tool_call_id="c-x", content=text))
+            else:
+                batch.append(Message(role=kind, content=text))  # type: ignore[arg-type]
+        out.append(batch)
+    return out
+
+
+def test_property_redis_keeps_exactly_the_window_the_in_process_store_keeps() -> None:
+    prefix = unique_prefix()
+    with asyncio.Runner() as runner:
+        counter = iter(range(1_000_000))
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(batches(), st.integers(1, 10), st.one_of(st.none(), st.integers(5, 120)))
+        def check(writes: list[list[Message]], max_messages: int, max_tokens: int | None) -> None:
+            async def run() -> tuple[list[Message], list[Message]]:
+                key = f"{prefix}{next(counter)}"
+                redis_store = make(max_messages=max_messages, max_tokens=max_tokens, ttl_seconds=60)
+                memory_store = InProcessStore(max_messages=max_messages, max_tokens=max_tokens,
+                                              ttl_seconds=60, max_conversations=10)
+                await redis_store.start()
+                try:
+                    for batch in writes:
+                        await redis_store.append(key, batch)
+                        await memory_store.append(key, batch)
+                    return await redis_store.load(key), await memory_store.load(key)
+                finally:
+                    await redis_store.client.delete(key)
+                    await redis_store.stop()
+
+            in_redis, in_process = runner.run(run())
+            assert in_redis == in_process
+
+        check()
