@@ -66,8 +66,9 @@ class PostgresBackend(Backend):
 
     def _schema_sql(self) -> list[str]:
         t, n = self.table, self.name
-        statements = [f"CREATE SCHEMA IF NOT EXISTS {self.schema}"] if self.schema else []
-        return statements + [
+        schema = [f"CREATE SCHEMA IF NOT EXISTS {self.schema}"] if self.schema else []
+        return [
+            *schema,
             f"""CREATE TABLE IF NOT EXISTS {t} (
                 namespace text NOT NULL,
                 user_id text NOT NULL,
