@@ -138,9 +138,9 @@ class Portal:
         if not task.cancelled():
             task.exception()  # retrieved here, so a call nobody awaits any more logs nothing
 
-    def _down(self, reason: str) -> ServiceUnavailable:
+    def _down(self, reason: str, what: str = "could not validate the token") -> ServiceUnavailable:
         return ServiceUnavailable(
-            f"the auth portal at {self.url} could not validate the token ({reason}); "
+            f"the auth portal at {self.url} {what} ({reason}); "
             "check skills.auth.portal_url and that the portal is up",
             code="auth_portal_unavailable",
         )
@@ -183,13 +183,14 @@ class Portal:
         """A health check: the portal answers HTTP at all (any status below 500)."""
         try:
             async with self._client().get(self.validate_url) as reply:
-                if reply.status >= 500:
-                    raise self._down(f"HTTP {reply.status}")
-                return f"HTTP {reply.status}"
+                status = reply.status
         except TimeoutError:
-            raise self._down(f"no answer within {self.timeout:g} s") from None
+            raise self._down(f"no answer within {self.timeout:g} s", "does not answer") from None
         except aiohttp.ClientError as exc:
-            raise self._down(f"{type(exc).__name__}: {exc}") from None
+            raise self._down(f"{type(exc).__name__}: {exc}", "does not answer") from None
+        if status >= 500:
+            raise self._down(f"HTTP {status}", "does not answer")
+        return f"HTTP {status}"
 
 
 __all__ = ["VALIDATE_PATH", "Portal", "PortalIdentity", "TTLCache"]
