@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -12,7 +13,8 @@ import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import HookRecorder, make_kernel
 from robutler_specs import Identity, Message, RequestContext, Skill, handoff, hookimpl, tool
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The Redis of the tests (and of the plugin's default): $REDIS_URL, else the local one.
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 #: A port nothing listens on (the discard port), for "Redis is down".
 CLOSED_REDIS_URL = "redis://127.0.0.1:9/0"
 

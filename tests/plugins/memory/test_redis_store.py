@@ -135,7 +135,7 @@ async def test_health_check_pings() -> None:
     await s.start()
     try:
         (name, check), = s.health_checks().items()
-        assert name == "short_term_memory:redis at redis://127.0.0.1:6379/0"
+        assert name == "short_term_memory:redis at " + redact(REDIS_URL)
         assert await check() == "PONG"
     finally:
         await s.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,10 +12,12 @@ import pytest
 import robutler_plugin_memory as memory
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import HookRecorder, kernel_client, make_kernel
+from robutler_plugin_memory.redis_store import redact
 from robutler_specs import ConfigError, Message, RequestContext, Skill, hookimpl
 
 from .helpers import (
     CLOSED_REDIS_URL,
+    REDIS_URL,
     HeaderAuth,
     Tools,
     agent,
@@ -35,7 +36,7 @@ def stm_config(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     if request.param == "memory":
         yield {"backend": "memory"}
     else:
-        yield {"backend": "redis", "key_prefix": request.getfixturevalue("stm_prefix")}
+        yield {"backend": "redis", "redis_url": REDIS_URL, "key_prefix": request.getfixturevalue("stm_prefix")}
 
 
 async def stored(k: Any, key: str, name: str = "bot") -> list[Message]:
@@ -301,7 +302,7 @@ async def test_what_is_stored_is_what_earlier_hooks_rewrote(stm_config: dict[str
     k = make_kernel({"bot": spec}, plugins=[scripted, memory, HeaderAuth, Tools, Redactor])
     async with kernel_client(k) as client:
         await chat(client, "my secret is 42", conversation="g")
-        assert [m.text() for m in await stored(k, "bot:c:anon:g")][0] == "my [redacted] is 42"
+        assert (await stored(k, "bot:c:anon:g"))[0].text() == "my [redacted] is 42"
 
 
 # -- window and TTL through the skill --------------------------------------------------------
@@ -375,10 +376,10 @@ async def test_redis_down_is_a_503_naming_the_backend_and_redis_url() -> None:
 
 
 async def test_health_reports_each_backend(stm_prefix: str) -> None:
-    k = kernel({"a": agent({"backend": "redis", "key_prefix": stm_prefix}), "b": agent(None)})
+    k = kernel({"a": agent({"backend": "redis", "redis_url": REDIS_URL, "key_prefix": stm_prefix}), "b": agent(None)})
     async with kernel_client(k) as client:
         checks = (await client.get("/health/detailed")).json()["checks"]
-        redis_check = checks["short_term_memory:redis at redis://127.0.0.1:6379/0"]
+        redis_check = checks["short_term_memory:redis at " + redact(REDIS_URL)]
         assert redis_check["status"] == "healthy" and redis_check["detail"] == "PONG"
         assert checks["short_term_memory:memory b"]["detail"] == {"conversations": 0, "max_conversations": 10000}
         assert (await client.get("/ready")).status_code == 200
@@ -415,8 +416,3 @@ def test_redis_url_defaults_to_the_environment() -> None:
     assert config.resolved_redis_url({"REDIS_URL": "redis://elsewhere:1/2"}) == "redis://elsewhere:1/2"
     assert memory.MemoryConfig(redis_url="redis://x/0").resolved_redis_url({"REDIS_URL": "y"}) == "redis://x/0"
 
-
-def test_history_is_json_serialisable_for_other_skills() -> None:
-    """Other skills may read ``ctx.state['short_term_memory'].history``: plain Messages."""
-    turn = memory.skill.Turn(key="k", history=[Message(role="user", content="x")])
-    assert json.loads(json.dumps([m.text() for m in turn.history])) == ["x"]
