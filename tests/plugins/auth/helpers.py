@@ -117,7 +117,7 @@ def strings_in(obj: Any, seen: set[int] | None = None) -> list[str]:
         return [obj]
     if isinstance(obj, bytes | bytearray):
         return [bytes(obj).decode("latin-1")]
-    if isinstance(obj, int | float | bool | type) or obj is None or callable(obj) and not hasattr(obj, "__dict__"):
+    if isinstance(obj, int | float | bool | type) or obj is None or (callable(obj) and not hasattr(obj, "__dict__")):
         return []
     out: list[str] = []
     if isinstance(obj, Mapping):

@@ -59,7 +59,7 @@ async def test_owner_comes_from_sub_never_from_a_claimed_scope() -> None:
 
 def rejected(auth_rsa: tuple[Any, str]) -> list[tuple[str, dict[str, Any], str, str, str]]:
     """(case, jwt config, token, code, words in the message)."""
-    private, public_pem = auth_rsa
+    _, public_pem = auth_rsa
     now = int(time.time())
     aud = {"secret": HS_SECRET, "audience": "bot-aud", "issuer": "https://id.example"}
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -12,7 +12,17 @@ import pytest
 from robutler_plugin_auth import ApiKeyConfig, KeyStore, hash_key
 from robutler_specs import ConfigError
 
-from .helpers import ALICE_KEY, BOB_KEY, ROOT_KEY, agent, auth_skill, build, keys_config, openai_client, strings_in
+from .helpers import (
+    ALICE_KEY,
+    BOB_KEY,
+    ROOT_KEY,
+    agent,
+    auth_skill,
+    build,
+    keys_config,
+    openai_client,
+    strings_in,
+)
 
 
 def store(*configs: dict[str, Any], env: dict[str, str] | None = None) -> KeyStore:

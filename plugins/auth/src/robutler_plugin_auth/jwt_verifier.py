@@ -162,7 +162,7 @@ class JwtVerifier:
 
 def _when(token: str) -> str:
     try:
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
         return " at " + dt.datetime.fromtimestamp(float(exp), dt.UTC).isoformat(timespec="seconds")
     except Exception:
         return ""
