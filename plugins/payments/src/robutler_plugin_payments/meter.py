@@ -1,0 +1,190 @@
+"""What one request has used, and what it costs.
+
+A :class:`Meter` lives in ``ctx.state["payments"]`` from the reservation to the
+settlement. The bill is computed from ``ctx.usage`` (the kernel's record of every LLM
+call) and the meter's own record of priced tool calls, plus an estimate for an LLM call
+that was cut off (client gone mid-stream) before the provider reported usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import msgspec
+
+from robutler_specs import Message, UsageRecord
+
+from .money import MICRO, ceil_micro, format_credits, to_float
+from .pricing import FREE, PriceTable
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+
+#: Tool charge states: admitted (running), done (charged), failed (charged only with
+#: ``charge_failed_tools``).
+RUNNING, DONE, FAILED = "running", "done", "failed"
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, rounded up (the kernel's estimate too)."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def estimate_prompt_tokens(messages: Iterable[Message]) -> int:
+    """Estimated prompt tokens of a message list: text and tool calls, plus 4 per message."""
+    total = 0
+    for message in messages:
+        text = message.text()
+        for call in message.tool_calls or ():
+            text += call.function.name + call.function.arguments
+        total += estimate_tokens(text) + TOKENS_PER_MESSAGE
+    return total
+
+
+@dataclass
+class PendingCall:
+    """An LLM call in progress: enough to bill it if it never completes."""
+
+    model: str
+    prompt_tokens: int
+    records_before: int
+    delivered_chars: int = 0
+
+
+@dataclass
+class ToolCharge:
+    """A priced tool call the meter admitted."""
+
+    name: str
+    price: int
+    state: str = RUNNING
+
+
+@dataclass
+class Meter:
+    """The payment state of one request (``ctx.state["payments"]``).
+
+    Other skills may read it: ``account_id``, ``reserved`` (micro-credits) and
+    :meth:`remaining_credits` (e.g. to pass a bounded ``X-Authorized-Amount`` on to
+    another agent).
+    """
+
+    account_id: str
+    source: str
+    reserved: int
+    request_id: str
+    tools: dict[str, ToolCharge] = field(default_factory=dict)
+    pending: PendingCall | None = None
+    settled: bool = False
+
+    def llm_cost(self, table: PriceTable, usage: Iterable[UsageRecord]) -> Fraction:
+        """Exact micro-credits of the LLM calls recorded so far."""
+        total = Fraction(0)
+        for record in usage:
+            if record.kind == "llm":
+                price = table.model(record.name) or FREE
+                total += price.cost(record.prompt_tokens, record.completion_tokens)
+        return total
+
+    def committed(self, table: PriceTable, usage: Iterable[UsageRecord]) -> Fraction:
+        """What the request has used or is about to use: the fee, recorded LLM calls, and
+        every admitted tool call that has not failed."""
+        tools = sum((t.price for t in self.tools.values() if t.state != FAILED), 0)
+        return table.request_fee + self.llm_cost(table, usage) + tools
+
+    def remaining(self, table: PriceTable, usage: Iterable[UsageRecord]) -> Fraction:
+        """Micro-credits of the reservation not yet committed."""
+        return self.reserved - self.committed(table, usage)
+
+    def remaining_credits(self, table: PriceTable, usage: Iterable[UsageRecord]) -> float:
+        """:meth:`remaining` in credits (never negative)."""
+        return max(to_float(int(self.remaining(table, usage))), 0.0)
+
+
+@dataclass
+class Bill:
+    """The cost of a request: ``total`` micro-credits and a breakdown for the ledger."""
+
+    total: int
+    metered: bool
+    detail: dict[str, Any]
+
+    def detail_json(self) -> str:
+        """The breakdown as JSON, stored with the ``charge`` transaction."""
+        return msgspec.json.encode(self.detail).decode()
+
+
+def _credits(value: Fraction) -> str:
+    return format_credits(ceil_micro(value))
+
+
+def bill(
+    meter: Meter, table: PriceTable, usage: list[UsageRecord], *, agent: str, charge_failed_tools: bool,
+    error: BaseException | None,
+) -> Bill:
+    """The bill of a finished request; fills ``record.credits`` of its LLM and tool records.
+
+    Charged: the request fee; every LLM call at its model's price (markup included); every
+    admitted tool call that completed (failed ones only with ``charge_failed_tools``); and
+    for an LLM call cut off before it reported usage (client gone), the estimated prompt
+    plus the estimated tokens of the text already delivered. ``metered`` is false when
+    nothing was used at all (then an error costs nothing, not even the fee).
+    """
+    total = Fraction(table.request_fee)
+    llm: list[dict[str, Any]] = []
+    for record in usage:
+        if record.kind != "llm":
+            continue
+        price = table.model(record.name) or FREE
+        cost = price.cost(record.prompt_tokens, record.completion_tokens)
+        record.credits = float(cost / MICRO)
+        total += cost
+        llm.append({
+            "model": record.name, "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens, "credits": _credits(cost),
+        })
+    charged_states = {DONE, FAILED} if charge_failed_tools else {DONE}
+    tools = [t for t in meter.tools.values() if t.state in charged_states and t.price]
+    tool_prices = {t.name: t.price for t in tools}
+    for record in usage:
+        if record.kind in ("tool", "handoff") and record.name in tool_prices and (record.ok or charge_failed_tools):
+            record.credits = to_float(tool_prices[record.name])
+    total += sum(t.price for t in tools)
+    interrupted = None
+    pending = meter.pending
+    llm_records = sum(1 for r in usage if r.kind == "llm")
+    if pending is not None and llm_records == pending.records_before and pending.delivered_chars:
+        completion = -(-pending.delivered_chars // CHARS_PER_TOKEN)
+        price = table.model(pending.model) or FREE
+        cost = price.cost(pending.prompt_tokens, completion)
+        total += cost
+        interrupted = {
+            "model": pending.model, "prompt_tokens": pending.prompt_tokens,
+            "completion_tokens": completion, "estimated": True, "credits": _credits(cost),
+        }
+    detail: dict[str, Any] = {
+        "agent": agent,
+        "fee": format_credits(table.request_fee),
+        "llm": llm,
+        "tools": [{"name": t.name, "credits": format_credits(t.price)} for t in tools],
+    }
+    if interrupted is not None:
+        detail["interrupted"] = interrupted
+    if error is not None:
+        detail["error"] = type(error).__name__
+    metered = bool(llm or tools or interrupted)
+    return Bill(ceil_micro(total), metered, detail)
+
+
+__all__ = [
+    "Bill",
+    "Meter",
+    "PendingCall",
+    "ToolCharge",
+    "bill",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+]
