@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .procs import cpu_plan
+from .procs import cpu_plan, machine_busy, wait_idle
 from .runner import Settings, run
 from .targets import DEFAULT_TARGETS, SCENARIOS, TARGETS, select
 
@@ -43,8 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap of requests per timed run")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (0.5 s runs, one round)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="first wait up to SECONDS for other processes to leave the CPUs idle")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown too")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record each compared target's first run per cell with py-spy into DIR "
+                             "(summary: python -m bench.profile FILE)")
     parser.add_argument("--log-dir", type=Path, help="server logs and configs (default: a temporary directory)")
     return parser
 
@@ -64,14 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = Settings(targets=targets, scenarios=args.scenarios, concurrency=args.concurrency,
                         duration=args.duration, warmup=args.warmup, rounds=args.rounds,
-                        max_requests=args.max_requests, plan=cpu_plan(args.pin), log_dir=args.log_dir)
+                        max_requests=args.max_requests, plan=cpu_plan(args.pin), log_dir=args.log_dir,
+                        profile_dir=args.profile)
     if args.quick:
         settings.duration, settings.warmup, settings.rounds, settings.prime = 0.5, 0.2, 1, 0.3
     # SIGTERM ends the run like Ctrl-C: the process groups are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    started = time.monotonic()
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
+        busy = wait_idle(report.BUSY_WARNING_PCT, args.wait_idle, progress) if args.wait_idle else machine_busy(0.5)
+        progress(f"before the run, other processes used {busy:.0f}% of a core")
+        started = time.monotonic()
         rows = run(settings, progress)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -89,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settings": {"duration": settings.duration, "warmup": settings.warmup, "rounds": settings.rounds,
                          "concurrency": settings.concurrency, "scenarios": settings.scenarios,
                          "targets": {t.name: t.description for t in targets},
-                         "pinning": settings.plan.describe()},
+                         "pinning": settings.plan.describe(), "busy_before_pct": round(busy, 1)},
             "targets": {"throughput_ratio": report.THROUGHPUT_RATIO_TARGET, "added_p50_ms": report.ADDED_P50_TARGET_MS},
             "results": rows,
             "comparisons": report.comparisons(rows),

@@ -1,7 +1,8 @@
 """The baseline: a bare Starlette-on-Hypercorn pass-through proxy of an OpenAI-compatible upstream.
 
 ``POST /v1/chat/completions`` forwards the body to the upstream with one shared
-``httpx.AsyncClient`` (the openai SDK's HTTP client, with the SDK's pool limits) and returns
+``AsyncClient`` of the HTTP library the openai SDK uses (``httpx2`` for SDK 3.x, else
+``httpx``), with the SDK's pool limits (keep-alive), and returns
 the upstream's bytes; ``stream: true`` relays the SSE bytes as they come. Served by Hypercorn
 with the kernel's own settings (:func:`robutler_kernel.serve.hypercorn_config`).
 Run: ``python -m bench.passthrough --port 8100 --upstream http://127.0.0.1:8001/v1``.
@@ -16,7 +17,6 @@ import json
 import signal
 from collections.abc import AsyncIterator
 
-import httpx
 from hypercorn.asyncio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +24,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from robutler_kernel.serve import hypercorn_config
+
+try:  # the openai SDK's own HTTP library
+    import httpx2 as httpx
+except ImportError:
+    import httpx  # type: ignore[no-redef]
 
 HEADERS = {"content-type": "application/json", "authorization": "Bearer x"}
 

@@ -75,6 +75,25 @@ def pin(pid: int, cores: set[int] | None) -> None:
             pass
 
 
+def machine_busy(interval: float = 1.0) -> float:
+    """The CPU the whole machine used over ``interval`` seconds, in percent of one core."""
+    import psutil
+
+    return float(psutil.cpu_percent(interval) * (psutil.cpu_count() or 1))
+
+
+def wait_idle(limit: float, timeout: float, say: Any = print) -> float:
+    """Wait up to ``timeout`` seconds until the machine uses less than ``limit`` percent of a
+    core; returns the last reading."""
+    deadline = time.monotonic() + timeout
+    busy = machine_busy()
+    while busy >= limit and time.monotonic() < deadline:
+        say(f"machine busy: {busy:.0f}% of a core used by other processes; waiting (--wait-idle)")
+        time.sleep(4)
+        busy = machine_busy()
+    return busy
+
+
 def python_env() -> dict[str, str]:
     """The environment of child processes: ``bench`` importable, unbuffered output."""
     env = dict(os.environ)

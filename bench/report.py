@@ -21,14 +21,14 @@ ADDED_P50_TARGET_MS = 1.0
 BUSY_WARNING_PCT = 25.0
 
 COLUMNS = ["scenario", "conc", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50", "ttfb p99",
-           "srv cpu%", "ups cpu%", "gen cpu%", "other%", "errors", "vs base"]
+           "srv cpu%", "srv us/req", "ups cpu%", "gen cpu%", "other%", "errors", "vs base"]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table: text columns left-aligned, numbers right-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(_is_number(row[i]) for row in rows if row[i] is not None) and any(row[i] is not None for row in rows)
+    numeric = [all(row[i] is None or _is_number(row[i]) or str(row[i]).endswith("%") for row in rows)
                for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
@@ -69,9 +69,11 @@ def comparisons(rows: Sequence[dict[str, Any]], targets: dict[str, Target] = TAR
             continue
         ratio = row["rps"] / base["rps"] if base["rps"] else None
         added = row["p50_ms"] - base["p50_ms"] if row["p50_ms"] is not None and base["p50_ms"] is not None else None
+        cost, base_cost = cpu_per_request(row), cpu_per_request(base)
         out.append({
             "scenario": row["scenario"], "concurrency": row["concurrency"], "target": row["target"],
             "baseline": base["target"], "throughput_ratio": ratio, "added_p50_ms": added,
+            "cpu_per_request_ratio": cost / base_cost if cost and base_cost else None,
             "throughput_ok": None if ratio is None else ratio >= THROUGHPUT_RATIO_TARGET,
             "latency_ok": None if added is None or row["concurrency"] != 1 else added < ADDED_P50_TARGET_MS,
         })
@@ -88,9 +90,16 @@ def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
         cpu = r.get("cpu_pct", {})
         out.append([r["scenario"], r["concurrency"], r["target"], r["rps"], r["p50_ms"], r["p99_ms"],
                     r["ttfb_p50_ms"] if stream else None, r["ttfb_p99_ms"] if stream else None,
-                    cpu.get("server"), cpu.get("upstream"), cpu.get("load"), other_cpu(cpu), r["errors"],
+                    cpu.get("server"), cpu_per_request(r), cpu.get("upstream"), cpu.get("load"), other_cpu(cpu), r["errors"],
                     None if ratio is None else f"{100 * ratio:.0f}%"])
     return out
+
+
+def cpu_per_request(row: dict[str, Any]) -> float | None:
+    """The server's CPU time per request in microseconds: unlike req/s, it barely moves
+    when other processes compete for the core."""
+    server = row.get("cpu_pct", {}).get("server")
+    return None if server is None or not row["rps"] else server / 100 / row["rps"] * 1e6
 
 
 def other_cpu(cpu: dict[str, float]) -> float | None:
@@ -106,7 +115,9 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> list[str]:
     for c in comparisons(rows):
         where = f"{c['scenario']:<6} c={c['concurrency']:<3} {c['target']} vs {c['baseline']}:"
         ratio = c["throughput_ratio"]
-        text = f"{where} throughput {100 * ratio:.0f}% (target >= {100 * THROUGHPUT_RATIO_TARGET:.0f}%: {_ok(c['throughput_ok'])})" if ratio is not None else f"{where} no throughput"
+        text = f"{where} throughput {100 * ratio:.1f}% (target >= {100 * THROUGHPUT_RATIO_TARGET:.0f}%: {_ok(c['throughput_ok'])})" if ratio is not None else f"{where} no throughput"
+        if c["cpu_per_request_ratio"] is not None:
+            text += f"; server CPU per request x{c['cpu_per_request_ratio']:.2f}"
         if c["concurrency"] == 1 and c["added_p50_ms"] is not None:
             text += f"; added p50 {c['added_p50_ms']:+.2f} ms (target < {ADDED_P50_TARGET_MS:g} ms: {_ok(c['latency_ok'])})"
         lines.append(text)
@@ -139,7 +150,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for dist in ("robutler-kernel", "robutler-plugin-openai", "hypercorn", "starlette", "httpx", "openai", "aiohttp", "msgspec", "h11"):
+    for dist in ("robutler-kernel", "robutler-plugin-openai", "hypercorn", "starlette", "httpx2", "httpx", "openai", "aiohttp", "msgspec", "h11"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

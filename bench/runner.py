@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import procs as P
+from . import profile
 from .stats import merge_runs
 from .targets import Target, server_config, to_yaml
 
@@ -37,6 +38,7 @@ class Settings:
     prime: float = 1.0
     plan: P.CpuPlan = field(default_factory=P.cpu_plan)
     log_dir: Path | None = None
+    profile_dir: Path | None = None
 
 
 @dataclass
@@ -126,6 +128,9 @@ def run(settings: Settings, progress: Callable[[str], None] = print) -> list[dic
     rows: list[dict[str, Any]] = []
     with P.ProcessSet() as procs:
         servers, upstream_pid = start_servers(settings, procs, plan, log_dir)
+        progress("servers: " + ", ".join(f"{name} pid {s.pid} at {s.base}" for name, s in servers.items()))
+        if settings.profile_dir:
+            settings.profile_dir.mkdir(parents=True, exist_ok=True)
         common = {"max_requests": settings.max_requests, "cores": plan.load, "upstream_pid": upstream_pid}
         if settings.prime > 0:
             for server in servers.values():
@@ -135,8 +140,17 @@ def run(settings: Settings, progress: Callable[[str], None] = print) -> list[dic
             for concurrency in settings.concurrency:
                 runs: dict[str, list[dict[str, Any]]] = {}
                 for target in plan_cell(settings.targets, settings.rounds):
+                    spy = None
+                    if settings.profile_dir and not target.reference and target.name not in runs:
+                        out = settings.profile_dir / f"{target.name}-{scenario}-c{concurrency}.txt"
+                        spy = profile.start(servers[target.name].pid, out, settings.warmup + settings.duration)
                     result = run_load(servers[target.name], scenario, concurrency, duration=settings.duration,
                                       warmup=settings.warmup, **common)
+                    if spy is not None:
+                        try:
+                            spy.wait(30)
+                        except subprocess.TimeoutExpired:
+                            os.killpg(spy.pid, signal.SIGKILL)
                     runs.setdefault(target.name, []).append(result)
                     rps = result["requests"] / result["elapsed"] if result["elapsed"] else 0.0
                     progress(f"  {scenario:<6} c={concurrency:<3} {target.name:<18} {rps:8.0f} req/s"

@@ -135,7 +135,7 @@ TARGETS: dict[str, Target] = {
         Target(
             "passthrough",
             "passthrough",
-            "bare Starlette-on-Hypercorn proxy with a shared httpx.AsyncClient (bench/passthrough.py)",
+            "bare Starlette-on-Hypercorn proxy, one shared AsyncClient of the openai SDK's HTTP library (bench/passthrough.py)",
             model="fake-model",
         ),
         Target(

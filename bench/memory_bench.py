@@ -1,0 +1,353 @@
+"""``python -m bench.memory_bench``: what short-term memory costs, per backend, in one run.
+
+One ``robutler-kernel serve`` process serves the same agent on ``scripted/echo`` several
+times: without memory (``none``), with the in-process backend (``memory``) and with Redis
+(``redis``); plus, for the turn test, both backends with the window switched off
+(``*-unbounded``: every turn of the conversation is kept and sent). The scripted model
+answers at once, so the figures are the kernel's and the memory's own cost: the worst
+case for the relative overhead (a real model adds its latency to every row alike).
+
+1. Throughput: ``--concurrency`` workers, each in its own conversation
+   (``X-Conversation-Id``), send one user message per request for ``--duration``
+   seconds, targets alternating over ``--rounds``. Conversations fill their window within
+   the warm-up, so this is the steady state of long conversations.
+2. Turns: ``--conversations`` conversations of ``--turns`` turns, one request at a time;
+   the median latency of turn 1 against turn 100 (the issue: at most 2x).
+
+The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams (no client
+library's overhead in the figures). The server is pinned to core 0 and the generator to
+the others when the machine has two or more cores (Redis is not pinned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Agent name -> its short_term_memory config (``None``: no memory at all).
+THROUGHPUT_TARGETS = ("none", "memory", "redis")
+TURN_TARGETS = ("none", "memory", "redis", "memory-unbounded", "redis-unbounded")
+UNBOUNDED = {"max_messages": 100_000, "max_tokens": None}
+
+PROMPT = "Benchmark turn: please echo these ten words back, thanks."
+
+
+def agents_config(redis_url: str, prefix: str) -> dict[str, Any]:
+    """The ``agents`` section: one agent per target."""
+    redis = {"backend": "redis", "redis_url": redis_url, "key_prefix": prefix}
+    skills: dict[str, dict[str, Any] | None] = {
+        "none": None,
+        "memory": {"backend": "memory"},
+        "redis": redis,
+        "memory-unbounded": {"backend": "memory", **UNBOUNDED},
+        "redis-unbounded": {**redis, **UNBOUNDED},
+    }
+    agents: dict[str, Any] = {}
+    for name, memory in skills.items():
+        spec: dict[str, Any] = {"model": "scripted/echo", "instructions": "You are a benchmark agent."}
+        if memory is not None:
+            spec["skills"] = {"short_term_memory": memory}
+        agents[name] = spec
+    return agents
+
+
+def config_text(redis_url: str, prefix: str) -> str:
+    """The whole YAML config (JSON is YAML)."""
+    return json.dumps({
+        "server": {"host": "127.0.0.1", "port": 0, "metrics_port": None, "log_level": "warning"},
+        "agents": agents_config(redis_url, prefix),
+    }, indent=1)
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+class Server:
+    """``robutler-kernel serve`` in its own process group; every wait is bounded."""
+
+    def __init__(self, config: Path, cores: set[int] | None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ROBUTLER_LOAD_PLUGINS": "scripted,memory"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "robutler_kernel.cli", "serve", "--config", str(config), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+            start_new_session=True,
+        )
+        if cores and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(self.process.pid, cores)
+        self.output: list[str] = []
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.output.append(line)
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        while True:
+            try:
+                line = lines.get(timeout=60)
+            except queue.Empty:
+                line = None
+            if line is None:
+                self.stop()
+                raise RuntimeError("robutler-kernel serve did not start:\n" + "".join(self.output))
+            if line.startswith("Robutler serving"):
+                self.url = line.rsplit(" at ", 1)[1].strip()
+                return
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+# -- a minimal HTTP/1.1 keep-alive client ---------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive connection; ``post`` returns (status, body)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        self.writer.write(head.encode() + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        if "content-length" in fields:
+            data = await self.reader.readexactly(int(fields["content-length"]))
+        else:  # chunked
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                parts.append(chunk[:-2])
+            data = b"".join(parts)
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _body() -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": PROMPT}]}).encode()
+
+
+async def _turn(conn: Connection, agent: str, conversation: str) -> float:
+    """One request; its latency in seconds (raises on anything but a 200 completion)."""
+    started = time.perf_counter()
+    status, data = await conn.post(f"/{agent}/chat/completions", _body(), {"X-Conversation-Id": conversation})
+    elapsed = time.perf_counter() - started
+    if status != 200 or b'"choices"' not in data:
+        raise RuntimeError(f"{agent}: HTTP {status}: {data[:300]!r}")
+    return elapsed
+
+
+# -- the measurements ------------------------------------------------------------------------------
+
+
+@dataclass
+class Throughput:
+    """One target at one concurrency, merged over rounds."""
+
+    target: str
+    concurrency: int
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+async def _load(url: str, agent: str, concurrency: int, warmup: float, duration: float) -> tuple[int, float, list[float]]:
+    parts = urlsplit(url)
+    run = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+    start_at = time.perf_counter() + warmup
+    end_at = start_at + duration
+
+    async def worker(index: int) -> None:
+        conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
+        conversation = f"bench-{run}-{index}"
+        try:
+            while time.perf_counter() < end_at:
+                measured = time.perf_counter() >= start_at
+                elapsed = await _turn(conn, agent, conversation)
+                if measured:
+                    latencies.append(elapsed)
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return len(latencies), duration, latencies
+
+
+async def _turns(url: str, agent: str, conversations: int, turns: int) -> list[list[float]]:
+    """latency[turn][conversation]: turn by turn, every conversation in turn."""
+    parts = urlsplit(url)
+    conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
+    run = uuid.uuid4().hex[:8]
+    table: list[list[float]] = []
+    try:
+        for _ in range(turns):
+            table.append([await _turn(conn, agent, f"turns-{run}-{c}") for c in range(conversations)])
+    finally:
+        conn.close()
+    return table
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def throughput_table(rows: list[Throughput]) -> str:
+    """Markdown: requests/s and latency per target and concurrency, against ``none``."""
+    base = {r.concurrency: r.rps for r in rows if r.target == "none"}
+    out = ["| backend | concurrency | requests/s | vs no memory | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r.rps / base[r.concurrency]:.2f}x" if base.get(r.concurrency) else "-"
+        out.append(
+            f"| {r.target} | {r.concurrency} | {r.rps:,.0f} | {ratio} | "
+            f"{percentile(r.latencies, 50) * 1000:.2f} | {percentile(r.latencies, 99) * 1000:.2f} |"
+        )
+    return "\n".join(out)
+
+
+def turns_table(results: dict[str, list[list[float]]], marks: Sequence[int]) -> str:
+    """Markdown: median latency at some turns, and turn N against turn 1."""
+    last = max(marks)
+    head = "| backend | " + " | ".join(f"turn {m} p50 ms" for m in marks) + f" | turn {last} / turn 1 | within 2x |"
+    out = [head, "|---|" + "---:|" * (len(marks) + 2)]
+    for target, table in results.items():
+        medians = [statistics.median(table[m - 1]) for m in marks]
+        ratio = medians[-1] / medians[0]
+        cells = " | ".join(f"{m * 1000:.2f}" for m in medians)
+        out.append(f"| {target} | {cells} | {ratio:.2f}x | {'yes' if ratio <= 2 else 'NO'} |")
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of each timed run (default 3)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up before each run (default 1)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per target and concurrency, alternating (default 2)")
+    parser.add_argument("--concurrency", default="1,16", help="workers, comma-separated (default 1,16)")
+    parser.add_argument("--conversations", type=int, default=20, help="conversations of the turn test (default 20)")
+    parser.add_argument("--turns", type=int, default=100, help="turns of each conversation (default 100)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.quick:
+        args.duration, args.warmup, args.rounds = 0.5, 0.2, 1
+        args.conversations, args.turns = min(args.conversations, 3), min(args.turns, 10)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    server_cores = {cores[0]} if len(cores) >= 2 else None
+    prefix = f"robutler-bench:stm:{uuid.uuid4().hex}:"
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "memory-bench.yaml"
+        config.write_text(config_text(args.redis_url, prefix))
+        server = Server(config, server_cores)
+        try:
+            if server_cores:
+                os.sched_setaffinity(0, set(cores[1:]))
+            log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+            rows = {(t, c): Throughput(t, c) for c in concurrency for t in THROUGHPUT_TARGETS}
+            for round_ in range(args.rounds):
+                order = THROUGHPUT_TARGETS if round_ % 2 == 0 else tuple(reversed(THROUGHPUT_TARGETS))
+                for c in concurrency:
+                    for target in order:
+                        log(f"round {round_ + 1}/{args.rounds}: {target} x{c}")
+                        n, seconds, latencies = asyncio.run(_load(server.url, target, c, args.warmup, args.duration))
+                        row = rows[(target, c)]
+                        row.requests += n
+                        row.seconds += seconds
+                        row.latencies.extend(latencies)
+            turn_results: dict[str, list[list[float]]] = {}
+            for target in TURN_TARGETS:
+                log(f"turns: {target}, {args.conversations} conversations x {args.turns} turns")
+                turn_results[target] = asyncio.run(_turns(server.url, target, args.conversations, args.turns))
+        finally:
+            server.stop()
+            _clean_redis(args.redis_url, prefix)
+    marks = sorted({1, *(m for m in (10, 50) if m < args.turns), args.turns})
+    ordered = [rows[(t, c)] for c in concurrency for t in THROUGHPUT_TARGETS]
+    print(f"Short-term memory: requests/s per backend (scripted/echo, steady state: full window; "
+          f"{args.rounds} x {args.duration:g} s per cell)\n")
+    print(throughput_table(ordered))
+    print(f"\nLatency by turn ({args.conversations} conversations x {args.turns} turns, one request at a time)\n")
+    print(turns_table(turn_results, marks))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "throughput": [{"target": r.target, "concurrency": r.concurrency, "rps": r.rps,
+                            "p50_ms": percentile(r.latencies, 50) * 1000, "p99_ms": percentile(r.latencies, 99) * 1000}
+                           for r in ordered],
+            "turns": {t: [statistics.median(v) * 1000 for v in table] for t, table in turn_results.items()},
+        }, indent=1))
+    return 0
+
+
+def _clean_redis(url: str, prefix: str) -> None:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+        client.close()
+    except Exception as exc:  # the figures matter more than the cleanup
+        print(f"warning: could not delete the benchmark's Redis keys {prefix}*: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
