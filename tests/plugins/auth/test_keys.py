@@ -103,7 +103,7 @@ def test_plaintext_keys_are_not_kept_anywhere_after_load(monkeypatch: pytest.Mon
     assert auth_skill(again).keys.entries == skill.keys.entries
 
 
-async def test_keys_are_compared_with_compare_digest_against_every_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_keys_are_confirmed_with_compare_digest_on_the_full_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -113,10 +113,23 @@ async def test_keys_are_compared_with_compare_digest_against_every_entry(monkeyp
 
     kernel = build({"bot": agent(keys_config())})
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    async with openai_client(kernel, ALICE_KEY) as client:
-        # alice's key is the first entry: the scan still goes on through all three
+    async with openai_client(kernel, BOB_KEY) as client:
         await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
-    presented = hashlib.sha256(ALICE_KEY.encode()).digest()
-    assert len(calls) == 3
-    assert all(b == presented for _, b in calls)
-    assert [a for a, _ in calls] == [e.digest for e in auth_skill(kernel).keys.entries]
+    presented = hashlib.sha256(BOB_KEY.encode()).digest()
+    assert calls == [(presented, presented)]  # bob's stored digest against the presented one
+
+
+def test_keys_sharing_an_index_prefix_are_all_compared(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two stored digests with the same 8-byte prefix: both are candidates and both compared
+    real = hashlib.sha256(ALICE_KEY.encode()).digest()
+    twin = real[:8] + bytes(24)
+    keys = store(
+        {"key_hash": "sha256:" + twin.hex(), "user_id": "twin"},
+        {"key": ALICE_KEY, "user_id": "alice"},
+    )
+    calls: list[bytes] = []
+    original = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(a) or original(a, b))
+    assert keys.lookup(ALICE_KEY).user_id == "alice"  # type: ignore[union-attr]
+    assert calls == [twin, real]
+    assert keys.lookup("x" * 30) is None
