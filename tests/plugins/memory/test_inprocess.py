@@ -81,3 +81,14 @@ async def test_health_check_reports_the_lru_fill() -> None:
     (name, check), = s.health_checks().items()
     assert name.startswith("short_term_memory:memory")
     assert await check() == {"conversations": 1, "max_conversations": 3}
+
+
+async def test_messages_are_copied_in_and_out() -> None:
+    """A hook editing a message in place (a redaction) never changes the stored one."""
+    s = store()
+    original = msgs("secret")
+    await s.append("k", original)
+    original[0].content = "changed after storing"
+    loaded = await s.load("k")
+    loaded[0].content = "changed after loading"
+    assert texts(await s.load("k")) == ["secret"]

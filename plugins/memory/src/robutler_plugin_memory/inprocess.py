@@ -1,7 +1,9 @@
 """The in-process backend: a bounded LRU of conversations in this process's memory.
 
 The default: nothing to run, but one process only (replicas do not share it) and gone on
-restart. Reads and writes never await, so each one is atomic on the event loop.
+restart. Reads and writes never await, so each one is atomic on the event loop. Messages are
+copied in and out, as a real store would: a hook editing a message of one request in place
+never changes what later requests load.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec.structs import replace as copy_message
 
 from robutler_specs import Message
 
@@ -78,14 +82,14 @@ class InProcessStore:
     async def load(self, key: str) -> list[Message]:
         """The stored conversation, ``[]`` when unknown or expired."""
         conversation = self._get(key)
-        return list(conversation.messages) if conversation else []
+        return [copy_message(m) for m in conversation.messages] if conversation else []
 
     def _write(self, key: str, messages: list[Message], *, replace: bool) -> None:
         conversation = None if replace else self._get(key)
         if conversation is None:
             conversation = _Conversation()
         new_items = [(m.role == "tool", estimate_tokens(m)) for m in messages]
-        all_messages = conversation.messages + messages
+        all_messages = conversation.messages + [copy_message(m) for m in messages]
         items = conversation.items + new_items
         start = window_start(items, self.max_messages, self.max_tokens)
         if start >= len(items):
