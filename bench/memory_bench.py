@@ -197,18 +197,54 @@ class Throughput:
     requests: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    #: CPU seconds used during the timed runs by the server, and by Redis (when local).
+    server_cpu: float = 0.0
+    redis_cpu: float | None = None
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-async def _load(url: str, agent: str, concurrency: int, warmup: float, duration: float) -> tuple[int, float, list[float]]:
+def _cpu(process: Any) -> float:
+    """CPU seconds (user + system) a psutil process has used so far; 0 if it is gone."""
+    try:
+        times = process.cpu_times()
+    except Exception:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _redis_process(url: str) -> Any:
+    """The local ``redis-server`` process serving ``url``, if it can be found and read."""
+    try:
+        import psutil
+
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] == "redis-server":
+                process.cpu_times()
+                return process
+    except Exception:
+        return None
+    return None
+
+
+async def _load(url: str, agent: str, concurrency: int, warmup: float, duration: float,
+                watch: Sequence[Any] = ()) -> tuple[int, float, list[float], list[float]]:
+    """Run the workers; returns (requests, seconds, latencies, CPU seconds of each
+    ``watch`` process during the timed phase)."""
     parts = urlsplit(url)
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     start_at = time.perf_counter() + warmup
     end_at = start_at + duration
+    cpu_start: list[float] = []
+
+    async def sample_cpu() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        cpu_start.extend(_cpu(p) for p in watch)
 
     async def worker(index: int) -> None:
         conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
@@ -222,8 +258,9 @@ async def _load(url: str, agent: str, concurrency: int, warmup: float, duration:
         finally:
             conn.close()
 
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return len(latencies), duration, latencies
+    await asyncio.gather(sample_cpu(), *(worker(i) for i in range(concurrency)))
+    cpu = [_cpu(p) - before for p, before in zip(watch, cpu_start, strict=True)]
+    return len(latencies), duration, latencies, cpu
 
 
 async def _turn_pairs(url: str, targets: Sequence[str], conversations: int, turns: int) -> dict[str, tuple[list[float], list[float]]]:
@@ -262,12 +299,16 @@ def percentile(values: Sequence[float], q: float) -> float:
 def throughput_table(rows: list[Throughput]) -> str:
     """Markdown: requests/s and latency per target and concurrency, against ``none``."""
     base = {r.concurrency: r.rps for r in rows if r.target == "none"}
-    out = ["| backend | concurrency | requests/s | vs no memory | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|"]
+    out = ["| backend | concurrency | requests/s | vs no memory | p50 ms | p99 ms | server CPU us/request "
+           "| Redis CPU us/request |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ratio = f"{r.rps / base[r.concurrency]:.2f}x" if base.get(r.concurrency) else "-"
+        per = 1e6 / r.requests if r.requests else 0.0
+        redis_cpu = "-" if r.redis_cpu is None or r.target != "redis" else f"{r.redis_cpu * per:.0f}"
         out.append(
             f"| {r.target} | {r.concurrency} | {r.rps:,.0f} | {ratio} | "
-            f"{percentile(r.latencies, 50) * 1000:.2f} | {percentile(r.latencies, 99) * 1000:.2f} |"
+            f"{percentile(r.latencies, 50) * 1000:.2f} | {percentile(r.latencies, 99) * 1000:.2f} | "
+            f"{r.server_cpu * per:.0f} | {redis_cpu} |"
         )
     return "\n".join(out)
 
@@ -313,17 +354,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             if server_cores:
                 os.sched_setaffinity(0, set(cores[1:]))
             log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+            import psutil
+
+            watch = [psutil.Process(server.process.pid)]
+            redis_process = _redis_process(args.redis_url)
+            if redis_process is not None:
+                watch.append(redis_process)
             rows = {(t, c): Throughput(t, c) for c in concurrency for t in THROUGHPUT_TARGETS}
             for round_ in range(args.rounds):
                 order = THROUGHPUT_TARGETS if round_ % 2 == 0 else tuple(reversed(THROUGHPUT_TARGETS))
                 for c in concurrency:
                     for target in order:
                         log(f"round {round_ + 1}/{args.rounds}: {target} x{c}")
-                        n, seconds, latencies = asyncio.run(_load(server.url, target, c, args.warmup, args.duration))
+                        n, seconds, latencies, cpu = asyncio.run(
+                            _load(server.url, target, c, args.warmup, args.duration, watch)
+                        )
                         row = rows[(target, c)]
                         row.requests += n
                         row.seconds += seconds
                         row.latencies.extend(latencies)
+                        row.server_cpu += cpu[0]
+                        if len(cpu) > 1:
+                            row.redis_cpu = (row.redis_cpu or 0.0) + cpu[1]
             log(f"turns: {args.conversations} conversations x {args.turns} turns per target")
             turn_results = asyncio.run(_turn_pairs(server.url, TURN_TARGETS, args.conversations, args.turns))
         finally:
@@ -339,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "throughput": [{"target": r.target, "concurrency": r.concurrency, "rps": r.rps,
+                            "server_cpu_us_per_request": r.server_cpu * 1e6 / max(1, r.requests),
                             "p50_ms": percentile(r.latencies, 50) * 1000, "p99_ms": percentile(r.latencies, 99) * 1000}
                            for r in ordered],
             "turns": {t: {"turn_1_ms": [v * 1000 for v in first], f"turn_{args.turns}_ms": [v * 1000 for v in last]}

@@ -32,7 +32,7 @@ def test_tables() -> None:
     rows = [memory_bench.Throughput("none", 1, 100, 1.0, [0.001] * 100),
             memory_bench.Throughput("redis", 1, 50, 1.0, [0.002] * 50)]
     table = memory_bench.throughput_table(rows)
-    assert "| redis | 1 | 50 | 0.50x | 2.00 | 2.00 |" in table
+    assert "| redis | 1 | 50 | 0.50x | 2.00 | 2.00 | 0 | - |" in table
     turns = memory_bench.turns_table({"memory": ([0.001, 0.001], [0.003, 0.003])}, 100)
     assert "| memory | 1.00 | 3.00 | 3.00x | NO |" in turns
 

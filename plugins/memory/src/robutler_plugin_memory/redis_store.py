@@ -1,7 +1,8 @@
 """The Redis backend: one list per conversation, shared by every replica.
 
 Key ``<key_prefix><agent>:<conversation>``; one list item per message, encoded by
-:mod:`.codec`. A write is one Lua script (atomic on the server: no other command runs in
+:mod:`.codec`. A read is one small Lua script (``LRANGE``, joined into one reply). A write
+is one Lua script (atomic on the server: no other command runs in
 between): push the new messages, cut the list to the window (the rule of
 :func:`.window.window_start`, whole tool groups only), and set the TTL. So a crash or a
 lost connection leaves the conversation either before or after the write, never half.
@@ -73,6 +74,13 @@ end
 if start > 0 then redis.call('LTRIM', key, start, -1) end
 if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 return total - start
+"""
+
+#: KEYS[1] the list. The whole list as ONE reply, items joined by newlines: redis-py parses
+#: a multi-item reply in Python (microseconds per item), one bulk string in one go. A stored
+#: item never holds a newline byte (JSON escapes them; the header has none).
+READ_SCRIPT = """
+return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')
 """
 
 #: Where shared clients live in ``kernel.state``: one pool per Redis URL for all agents.
@@ -161,6 +169,7 @@ class RedisStore:
         self.description = f"redis at {redact(url)}"
         self._client: aioredis.Redis | None = None
         self._script: Any = None
+        self._read: Any = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -182,6 +191,7 @@ class RedisStore:
         else:
             self._client = make_client(self.url, self.timeout)
         self._script = self._client.register_script(WRITE_SCRIPT)
+        self._read = self._client.register_script(READ_SCRIPT)
         try:
             await self.ping()
         except StoreUnavailable as exc:
@@ -223,9 +233,9 @@ class RedisStore:
 
     async def load(self, key: str) -> list[Message]:
         """The stored conversation (items this plugin cannot read are skipped, logged)."""
-        items = await self._run(self.client.lrange(key, 0, -1))
+        blob = await self._run(self._read(keys=[key]))
         messages = []
-        for item in items:
+        for item in blob.split(b"\n") if blob else ():
             try:
                 messages.append(decode(item))
             except ValueError as exc:
@@ -258,4 +268,4 @@ class RedisStore:
         return {f"short_term_memory:{self.description}": check}
 
 
-__all__ = ["STATE_KEY", "WRITE_SCRIPT", "RedisStore", "SharedClients", "make_client", "redact"]
+__all__ = ["READ_SCRIPT", "STATE_KEY", "WRITE_SCRIPT", "RedisStore", "SharedClients", "make_client", "redact"]
