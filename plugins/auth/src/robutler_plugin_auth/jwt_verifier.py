@@ -91,6 +91,8 @@ class JwtVerifier:
                 known = ", ".join([*HMAC_ALGORITHMS, *sorted(PUBLIC_KEY_ALGORITHMS)])
                 raise ConfigError(f"{where}.algorithms: {alg!r} is not accepted; use one of {known}")
         self._required = ["exp", config.user_claim]
+        distinct = {id(k): k for k in self._keys.values()}
+        self._single_key: Any = next(iter(distinct.values())) if len(distinct) == 1 else None
 
     def _reject(self, message: str, code: str = "invalid_token") -> Unauthorized:
         return unauthorized(message, realm=self.realm, code=code)
@@ -101,19 +103,18 @@ class JwtVerifier:
         :raises Unauthorized: with a message saying what is wrong (expired, wrong audience...).
         """
         cfg = self.config
-        try:
-            alg = jwt.get_unverified_header(token).get("alg")
-        except jwt.PyJWTError:
-            raise self._reject("the bearer token is not a well-formed JWT") from None
-        if alg not in self._keys:
-            raise self._reject(
-                f"the token's algorithm {alg!r} is not accepted; accepted: {', '.join(self.algorithms)}"
-            )
+        if self._single_key is not None:
+            # One key for every accepted algorithm: PyJWT checks `alg` against the list
+            # itself, which spares parsing the header twice.
+            key, algorithms = self._single_key, list(self.algorithms)
+        else:
+            alg = self._alg(token)
+            key, algorithms = self._keys[alg], [alg]
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._keys[alg],
-                algorithms=[alg],
+                key,
+                algorithms=algorithms,
                 audience=cfg.audience,
                 issuer=cfg.issuer,
                 leeway=cfg.leeway,
@@ -132,6 +133,9 @@ class JwtVerifier:
             raise self._reject("the token's signature is not valid") from None
         except jwt.ImmatureSignatureError:
             raise self._reject("the token is not valid yet (nbf or iat is in the future)") from None
+        except jwt.InvalidAlgorithmError:
+            self._alg(token)  # raises, naming the algorithm
+            raise self._reject("the token's algorithm is not accepted") from None
         except jwt.DecodeError:
             raise self._reject("the bearer token is not a well-formed JWT") from None
         except jwt.InvalidTokenError as exc:
@@ -140,6 +144,18 @@ class JwtVerifier:
         if not isinstance(user, str) or not user:
             raise self._reject(f"the token's {cfg.user_claim!r} claim must be a non-empty string")
         return Verified(user, self._scopes(claims), claims)
+
+    def _alg(self, token: str) -> str:
+        """The token's ``alg`` if it is one of the accepted algorithms; else a 401 naming it."""
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            raise self._reject("the bearer token is not a well-formed JWT") from None
+        if alg not in self._keys:
+            raise self._reject(
+                f"the token's algorithm {alg!r} is not accepted; accepted: {', '.join(self.algorithms)}"
+            )
+        return str(alg)
 
     def _scopes(self, claims: dict[str, Any]) -> tuple[str, ...]:
         raw = claims.get(self.config.scopes_claim)
