@@ -21,7 +21,7 @@ from .helpers import CLOSED_REDIS_URL, REDIS_URL, unique_prefix
 
 
 def make(url: str = REDIS_URL, **kw: Any) -> RedisStore:
-    settings_: dict[str, Any] = {"max_messages": 4, "max_tokens": None, "ttl_seconds": None, "timeout": 2.0}
+    settings_: dict[str, Any] = {"max_messages": 10, "max_tokens": None, "ttl_seconds": None, "timeout": 2.0}
     settings_.update(kw)
     return RedisStore(url, **settings_)
 
@@ -61,10 +61,18 @@ async def test_append_load_and_window(stm_store: RedisStore, stm_prefix: str, st
     key = stm_prefix + "bot:c:anon:1"
     await stm_store.append(key, msgs("1", "2"))
     await stm_store.append(key, msgs("3", "4"))
-    await stm_store.append(key, msgs("5", "6"))
-    assert texts(await stm_store.load(key)) == ["3", "4", "5", "6"]
-    assert await stm_redis.llen(key) == 4  # trimmed on the server, not only on read
+    await stm_store.append(key, msgs("5", "6", "7", "8", "9", "10", "11", "12"))
+    assert texts(await stm_store.load(key)) == ["3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+    assert await stm_redis.llen(key) == 10  # trimmed on the server, not only on read
     assert await stm_store.load(stm_prefix + "nothing") == []
+
+
+async def test_newlines_and_any_text_survive_the_one_reply_read(stm_store: RedisStore, stm_prefix: str) -> None:
+    odd = ["line 1\nline 2\r\n", "tab\there \u2028 \x00 nul", "émoji 🙂 \\n literal", ""]
+    messages = [Message(role="user", content=t) for t in odd]
+    messages.append(Message(role="assistant", content=[{"type": "text", "text": "parts\n"}]))
+    await stm_store.append(stm_prefix + "k", messages)
+    assert await stm_store.load(stm_prefix + "k") == messages
 
 
 async def test_replace_is_one_write(stm_store: RedisStore, stm_prefix: str) -> None:
