@@ -56,6 +56,8 @@ def scope_of(ctx: RequestContext, namespace: str, sources: Sequence[str]) -> Sco
         )
     if len(user) > MAX_USER_CHARS:
         raise NoUser(f"the user id is longer than {MAX_USER_CHARS} characters; it is refused")
+    if "\x00" in user:
+        raise NoUser("the user id contains a NUL character; it is refused")
     return Scope(namespace, user)
 
 

@@ -1,0 +1,78 @@
+"""Whose documents a request may touch: the (namespace, user) pair, never a shared bucket.
+
+The same rules as long-term memory (the two plugins are separate distributions, so this
+small module is not shared): the user comes from the first of ``user_from`` that names one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from robutler_specs import RequestContext
+
+#: Longest user id accepted (characters); longer ids are refused, not truncated.
+MAX_USER_CHARS = 256
+
+
+class NoUser(Exception):
+    """The request names no user, so there are no documents to read or write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One user's documents in one namespace (by default the agent).
+
+    :ivar key: a hex digest of both, the only value filter expressions ever compare
+        with: hex needs no escaping, so no user id can change a filter's meaning.
+    """
+
+    namespace: str
+    user: str
+
+    @property
+    def key(self) -> str:
+        """``sha256(namespace NUL user)`` in hex (64 characters)."""
+        return hashlib.sha256(f"{self.namespace}\x00{self.user}".encode()).hexdigest()
+
+
+def caller(ctx: RequestContext, sources: Sequence[str]) -> str | None:
+    """The user id of the request, from the first of ``sources`` that has one."""
+    for source in sources:
+        value: object = None
+        if source == "identity":
+            value = ctx.identity.user_id
+        elif source == "param":
+            value = ctx.params.get("user")
+        elif source.startswith("header:"):
+            value = ctx.headers.get(source.partition(":")[2])
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def scope_of(ctx: RequestContext, namespace: str, sources: Sequence[str]) -> Scope:
+    """The caller's scope; raises :class:`NoUser` with a message for the model when unknown."""
+    user = caller(ctx, sources)
+    if user is None:
+        where = ", ".join(_describe(s) for s in sources)
+        raise NoUser(
+            "vector memory is per user and this request names no user "
+            f"(looked at: {where}). Tell the user documents cannot be stored or searched "
+            "in this conversation; the client should send `user` in the request or "
+            "authenticate."
+        )
+    if len(user) > MAX_USER_CHARS:
+        raise NoUser(f"the user id is longer than {MAX_USER_CHARS} characters; it is refused")
+    if "\x00" in user:
+        raise NoUser("the user id contains a NUL character; it is refused")
+    return Scope(namespace, user)
+
+
+def _describe(source: str) -> str:
+    if source == "identity":
+        return "the authenticated identity"
+    if source == "param":
+        return "the request's `user` field"
+    return f"the {source.partition(':')[2]} header"
