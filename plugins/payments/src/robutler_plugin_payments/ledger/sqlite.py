@@ -153,6 +153,8 @@ class SQLiteLedger(Ledger):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._tx, fn)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a bug, not an outage: a 500 that names the plugin
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         except OSError as exc:
