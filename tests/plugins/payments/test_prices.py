@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from robutler_plugin_payments import PaymentsConfig, PaymentsSkill
 from robutler_plugin_payments.money import format_credits, to_micro
 from robutler_plugin_payments.pricing import PriceTable
-from robutler_specs import ConfigError, ENTRY_POINT_GROUP, ToolSpec, build_tool_spec, pricing, tool
+from robutler_specs import ENTRY_POINT_GROUP, ConfigError, ToolSpec, build_tool_spec, pricing, tool
 
 from .support import agent, kernel
 

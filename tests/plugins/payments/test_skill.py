@@ -11,7 +11,7 @@ from typing import Any
 from robutler_kernel.testing import kernel_client
 from robutler_plugin_payments.ledger import AccountRef, Ledger, hash_token
 
-from .support import Shop, agent, chat, credits, kernel, micro, user
+from .support import Shop, agent, chat, kernel, micro, user
 
 PRICED = {"scripted/*": {"prompt": 2, "completion": 4}}
 
