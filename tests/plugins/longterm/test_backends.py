@@ -79,6 +79,16 @@ class MemoryMachine(RuleBasedStateMachine):
         assert {f.key for f in found} == expected
         assert all(self.model[f.key] == f.value for f in found)
 
+    @rule(key=stored)
+    def relevant_puts_matches_first_then_the_rest(self, key: str) -> None:
+        if key not in self.model:
+            return
+        word = self.model[key].split()[0]
+        found = [f.key for f in self.run(self.backend.relevant(self.scope, [word], 100))]
+        matches = {k for k, v in self.model.items() if word in v.split()}
+        assert sorted(found) == sorted(self.model)
+        assert set(found[: len(matches)]) == matches
+
     @invariant()
     def listing_matches_the_model(self) -> None:
         listing = self.run(self.backend.list(self.scope, 100))

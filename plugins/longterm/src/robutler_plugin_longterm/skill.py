@@ -164,14 +164,8 @@ class LongTermMemory(Skill):
         """The facts most relevant to ``text``: full-text matches by rank, then the most
         recent facts to fill up to ``top_k`` (facts about a user are usually worth knowing
         even when no word matches)."""
-        store = self._acquire()
         terms = search_terms(text)
-        facts = await store.call(lambda b: b.search(scope, terms, top_k)) if terms else []
-        if len(facts) < top_k:
-            seen = {f.key for f in facts}
-            recent = await store.call(lambda b: b.recent(scope, top_k + len(facts)))
-            facts += [f for f in recent if f.key not in seen][: top_k - len(facts)]
-        return facts
+        return await self._acquire().call(lambda b: b.relevant(scope, terms, top_k))
 
     @hookimpl
     async def build_prompt(self, ctx: RequestContext) -> str | None:

@@ -67,6 +67,11 @@ class Backend(ABC):
         """The most recently written facts, newest first."""
 
     @abstractmethod
+    async def relevant(self, scope: Scope, terms: list[str], limit: int) -> list[Fact]:
+        """Facts matching any of ``terms`` best first, then the others newest first: one
+        query (prompt injection runs it on every request)."""
+
+    @abstractmethod
     def is_backend_error(self, exc: BaseException) -> bool:
         """Whether ``exc`` comes from the backend or the way to it (and so means 503)."""
 

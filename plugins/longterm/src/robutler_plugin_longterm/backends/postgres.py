@@ -92,7 +92,7 @@ class PostgresBackend(Backend):
             return
         pool = await asyncpg.create_pool(
             self.dsn, min_size=self.min_size, max_size=self.max_size,
-            timeout=self.timeout, command_timeout=self.timeout,
+            timeout=self.timeout, command_timeout=self.timeout, reset=_no_reset,
         )
         try:
             async with pool.acquire() as conn, conn.transaction():
@@ -189,6 +189,26 @@ class PostgresBackend(Backend):
             scope.namespace, scope.user, limit,
         )
         return [_fact(r) for r in rows]
+
+    async def relevant(self, scope: Scope, terms: list[str], limit: int) -> list[Fact]:
+        """Matches by ``ts_rank``, then the rest newest first: one statement over the
+        user's facts (at most ``max_memories`` rows)."""
+        if not terms:
+            return await self.recent(scope, limit)
+        rows = await self._db().fetch(
+            "SELECT key, value, extract(epoch FROM updated_at)::float8 AS at "
+            f"FROM {self.table}, to_tsquery('{TS_CONFIG}'::regconfig, $3) AS q "
+            "WHERE namespace = $1 AND user_id = $2 "
+            "ORDER BY search @@ q DESC, ts_rank(search, q) DESC, updated_at DESC LIMIT $4",
+            scope.namespace, scope.user, " | ".join(terms), limit,
+        )
+        return [_fact(r) for r in rows]
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on release: these statements leave no session state
+    (locks are transaction-scoped; no LISTEN, cursors or SET), and the reset would cost a
+    round trip per operation."""
 
 
 def _fact(row: Any) -> Fact:

@@ -230,6 +230,25 @@ class SQLiteBackend(Backend):
 
         return await self._run(run)
 
+    async def relevant(self, scope: Scope, terms: list[str], limit: int) -> list[Fact]:
+        """Matches by bm25, then the rest newest first (a left join on the FTS matches)."""
+        if not terms:
+            return await self.recent(scope, limit)
+        match = " OR ".join(f'"{term}"' for term in terms)
+        t = self.table
+
+        def run() -> list[Fact]:
+            rows = self._db().execute(
+                f"SELECT m.key, m.value, m.updated_at FROM {t} m LEFT JOIN "
+                f"(SELECT rowid AS id, bm25({t}_fts) AS rank FROM {t}_fts WHERE {t}_fts MATCH ?) f "
+                "ON f.id = m.id WHERE m.namespace = ? AND m.user_id = ? "
+                "ORDER BY f.rank IS NULL, f.rank, m.updated_at DESC, m.id DESC LIMIT ?",
+                (match, scope.namespace, scope.user, limit),
+            ).fetchall()
+            return [Fact(*row) for row in rows]
+
+        return await self._run(run)
+
 
 def _statements(script: str) -> list[str]:
     """Split the schema script into statements (triggers contain ``;`` inside ``BEGIN..END``)."""

@@ -1,0 +1,263 @@
+"""What long-term memory costs: ``python -m bench.targets_longterm``.
+
+The bench harness (:func:`bench.runner.run`) loads, in one run and alternating, agents on
+the offline ``scripted/echo`` model (no upstream: the kernel's and the memory's own cost,
+the worst case for the relative overhead) that differ only in their memory:
+
+- reads: ``memory-none`` (no memory) beside ``longterm-sqlite`` and ``longterm-postgres``
+  with ``inject.enabled``: every request runs a full-text search (and a recency query) for
+  the caller, whose store holds :data:`SEEDED_FACTS` facts, and puts the best 5 in the prompt;
+- writes: ``tool-noop`` (the same tool call answered by a plain function) beside
+  ``longterm-sqlite-write`` and ``longterm-postgres-write``: every request makes the model
+  call ``remember`` (an upsert), then answer (two model rounds).
+
+Every request names the user (``"user": "bench-user"``). The targets are defined here
+rather than in ``bench/targets.py`` so the harness stays plugin-agnostic. The PostgreSQL
+targets use ``$ROBUTLER_BENCH_PG_DSN`` (default the local test database) in a schema of
+their own, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .targets import AGENT, PROMPT, Target, chat_body
+
+BENCH_USER = "bench-user"
+PG_DSN = os.environ.get("ROBUTLER_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+SEEDED_FACTS = 50
+WRITE_PROMPT = 'call remember key="bench fact" value="the benchmark wrote this"'
+
+#: Per-run resources (a temporary directory, a PostgreSQL schema), made on first use.
+_RUN: dict[str, str] = {}
+
+
+def run_dir() -> Path:
+    """A temporary directory for this run's files."""
+    if "dir" not in _RUN:
+        _RUN["dir"] = tempfile.mkdtemp(prefix="robutler-bench-memory-")
+    return Path(_RUN["dir"])
+
+
+def pg_schema() -> str:
+    """This run's PostgreSQL schema (created by the skill, dropped by :func:`cleanup`)."""
+    return _RUN.setdefault("schema", f"bench_longterm_{uuid.uuid4().hex[:8]}")
+
+
+def user_body(text: str) -> Callable[[str, str], dict[str, Any]]:
+    """A request body builder: ``text`` as the user message, from :data:`BENCH_USER`."""
+
+    def body(model: str, scenario: str) -> dict[str, Any]:
+        data = chat_body(model, scenario)
+        data["messages"][0]["content"] = text
+        data["user"] = BENCH_USER
+        return data
+
+    return body
+
+
+# -- the no-op tools of the write baseline ------------------------------------------------------
+
+
+def remember(key: str, value: str) -> str:
+    """A tool named like the skill's that stores nothing (the write baseline)."""
+    return f"Remembered {key!r} (new)."
+
+
+# -- configs --------------------------------------------------------------------------------------
+
+
+def _agent(skills: dict[str, Any] | None = None, tools: Sequence[str] = ()) -> dict[str, Any]:
+    spec: dict[str, Any] = {"model": "scripted/echo", "instructions": "You are a benchmark agent."}
+    if skills:
+        spec["skills"] = skills
+    if tools:
+        spec["tools"] = list(tools)
+    return {"agents": {AGENT: spec}}
+
+
+def sqlite_config(name: str) -> dict[str, Any]:
+    """``long_term_memory`` on a SQLite file of this run."""
+    return {"backend": "sqlite", "path": str(run_dir() / f"{name}.db")}
+
+
+def postgres_config(name: str) -> dict[str, Any]:
+    """``long_term_memory`` on a table of this run's schema."""
+    return {"backend": "postgres", "dsn": PG_DSN, "table": f"{pg_schema()}.{name.replace('-', '_')}"}
+
+
+def seed(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
+    """Fill the bench user's memory through the plugin's own backend code, before the
+    server starts: ``facts`` facts, three of which share words with the prompt."""
+    import msgspec
+
+    from robutler_plugin_longterm import LongTermConfig
+    from robutler_plugin_longterm.backends import make_backend
+    from robutler_plugin_longterm.scope import Scope
+
+    backend = make_backend(msgspec.convert(config, LongTermConfig))
+    scope = Scope(AGENT, BENCH_USER)
+    matching = {"favourite benchmark": "the one with ten words", "request style": "please be brief",
+                "echo": "likes hearing words back"}
+
+    async def fill() -> None:
+        await backend.open()
+        try:
+            for i in range(facts - len(matching)):
+                await backend.put(scope, f"fact {i}", f"an unrelated detail number {i} about gardening", facts)
+            for key, value in matching.items():
+                await backend.put(scope, key, value, facts)
+        finally:
+            await backend.close()
+
+    asyncio.run(fill())
+
+
+def read_config(make: Callable[[str], dict[str, Any]], name: str) -> Callable[[str], dict[str, Any]]:
+    """A config builder: prompt injection on, the store seeded."""
+
+    def build(upstream: str) -> dict[str, Any]:
+        config = {**make(name), "inject": {"enabled": True, "top_k": 5}}
+        seed(config)
+        return _agent({"long_term_memory": config})
+
+    return build
+
+
+def write_config(make: Callable[[str], dict[str, Any]], name: str) -> Callable[[str], dict[str, Any]]:
+    """A config builder: the tools only (every request writes)."""
+    return lambda upstream: _agent({"long_term_memory": make(name)})
+
+
+NEEDS = ("robutler_plugin_scripted", "robutler_plugin_longterm")
+
+BASELINES: dict[str, Target] = {
+    "memory-none": Target(
+        "memory-none", "robutler", "scripted/echo, no memory (the read baseline)",
+        config=lambda upstream: _agent(), needs=("robutler_plugin_scripted",), uses_upstream=False,
+        body=user_body(PROMPT),
+    ),
+    "tool-noop": Target(
+        "tool-noop", "robutler", "scripted/echo calling a no-op `remember` tool (the write baseline)",
+        config=lambda upstream: _agent(tools=["bench.targets_longterm:remember"]),
+        needs=("robutler_plugin_scripted",), uses_upstream=False, body=user_body(WRITE_PROMPT),
+    ),
+}
+
+LONGTERM_TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in [
+        Target("longterm-sqlite", "robutler", "long_term_memory on SQLite, inject top 5 of 50 facts",
+               config=read_config(sqlite_config, "facts_read"), baseline="memory-none", needs=NEEDS,
+               uses_upstream=False, body=user_body(PROMPT)),
+        Target("longterm-postgres", "robutler", "long_term_memory on PostgreSQL, inject top 5 of 50 facts",
+               config=read_config(postgres_config, "facts_read"), baseline="memory-none", needs=(*NEEDS, "asyncpg"),
+               uses_upstream=False, body=user_body(PROMPT)),
+        Target("longterm-sqlite-write", "robutler", "long_term_memory on SQLite, remember on every request",
+               config=write_config(sqlite_config, "facts_write"), baseline="tool-noop", needs=NEEDS,
+               uses_upstream=False, body=user_body(WRITE_PROMPT)),
+        Target("longterm-postgres-write", "robutler", "long_term_memory on PostgreSQL, remember on every request",
+               config=write_config(postgres_config, "facts_write"), baseline="tool-noop", needs=(*NEEDS, "asyncpg"),
+               uses_upstream=False, body=user_body(WRITE_PROMPT)),
+    ]
+}
+
+
+def cleanup() -> None:
+    """Drop this run's schema and remove its files."""
+    schema = _RUN.pop("schema", None)
+    if schema:
+        import asyncpg
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(PG_DSN, timeout=10)
+            try:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+    directory = _RUN.pop("dir", None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- running and reporting (shared with bench.targets_vector) ------------------------------------
+
+
+def build_parser(prog: str, description: str, names: Sequence[str]) -> argparse.ArgumentParser:
+    """The options of a memory benchmark."""
+    def ints(text: str) -> list[int]:
+        return [int(v) for v in text.split(",") if v.strip()]
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--targets", type=lambda s: [v for v in s.split(",") if v], default=list(names),
+                        help=f"of {', '.join(names)} (default all; baselines are added)")
+    parser.add_argument("--quick", action="store_true", help="short runs (0.5 s, one round)")
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=ints, default=[1, 64])
+    parser.add_argument("--scenarios", type=lambda s: s.split(","), default=["json", "stream"])
+    parser.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    return parser
+
+
+def run_targets(args: argparse.Namespace, known: dict[str, Target], extra_baselines: dict[str, Target]) -> str:
+    """Run the chosen targets and their baselines through the harness; the report."""
+    from . import report
+    from .procs import cpu_plan
+    from .runner import Settings, run
+
+    everything = {**extra_baselines, **known}
+    unknown = [n for n in args.targets if n not in known]
+    if unknown:
+        raise SystemExit(f"error: unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    chosen = [known[n] for n in args.targets]
+    wanted = {t.baseline for t in chosen if t.baseline}
+    targets = chosen + [everything[n] for n in everything if n in wanted and n not in args.targets]
+    missing = sorted({m for t in targets for m in t.missing()})
+    if missing:
+        raise SystemExit(f"error: install {', '.join(missing)} (pip install -e plugins/...)")
+    settings = Settings(targets=targets, scenarios=args.scenarios, concurrency=args.concurrency,
+                        duration=args.duration, warmup=args.warmup, rounds=args.rounds, plan=cpu_plan(True))
+    if args.quick:
+        settings.duration, settings.warmup, settings.rounds, settings.prime = 0.5, 0.2, 1, 0.3
+    rows = run(settings, lambda line: print(line, file=sys.stderr, flush=True))
+    compared = {c["target"] + "@" + c["scenario"] + str(c["concurrency"]): c for c in report.comparisons(rows, everything)}
+    headers = ["scenario", "conc", "target", "req/s", "vs base", "p50 ms", "+p50 ms", "p99 ms", "srv us/req", "errors"]
+    table = []
+    for r in rows:
+        c = compared.get(r["target"] + "@" + r["scenario"] + str(r["concurrency"]))
+        ratio = f"{100 * c['throughput_ratio']:.0f}%" if c and c["throughput_ratio"] is not None else "base"
+        added = round(c["added_p50_ms"], 3) if c and c["added_p50_ms"] is not None else ""
+        table.append([r["scenario"], r["concurrency"], r["target"], r["rps"], ratio, r["p50_ms"], added,
+                      r["p99_ms"], report.cpu_per_request(r), r["errors"]])
+    out = report.format_table(headers, table)
+    if getattr(args, "markdown", False):
+        out += "\n\n" + report.markdown_table(headers, table)
+    descriptions = "\n".join(f"  {t.name}: {t.description}" for t in targets)
+    return out + "\n\ntargets:\n" + descriptions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("python -m bench.targets_longterm", (__doc__ or "").split("\n\n")[0], list(LONGTERM_TARGETS))
+    args = parser.parse_args(argv)
+    try:
+        print(run_targets(args, LONGTERM_TARGETS, BASELINES))
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
