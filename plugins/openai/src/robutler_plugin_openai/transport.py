@@ -1,7 +1,8 @@
-"""The HTTP library under the openai SDK (``httpx2`` for SDK 3.x, ``httpx`` before).
+"""The HTTP library under the openai SDK (``httpx2`` in the 3.x SDKs this plugin needs).
 
 The plugin asks the SDK for raw responses (``cast_to=Response``) and reads stream bodies
-itself, so it needs that library's ``Response`` type and its read errors.
+itself, so it needs that library's ``Response`` type and its read errors. (``httpx`` is
+the fallback should a later SDK return to it.)
 """
 
 from __future__ import annotations
