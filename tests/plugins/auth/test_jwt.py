@@ -156,6 +156,7 @@ async def test_hs256_and_rs256_side_by_side(auth_rsa: tuple[Any, str]) -> None:
         ({"secret": HS_SECRET, "algorithms": ["none"]}, "jwt.algorithms: 'none' is not accepted"),
         ({"secret": HS_SECRET, "algorithms": ["RS256"]}, "jwt.algorithms: RS256 needs"),
         ({"public_key": "not a pem"}, "jwt.public_key: not a PEM public key"),
+        ({"secret": "-----BEGIN PUBLIC KEY-----\n" + "A" * 64 + "\n-----END PUBLIC KEY-----"}, "not usable as an HMAC secret"),
         ({"public_key_file": "/nonexistent/key.pem"}, "jwt.public_key_file: cannot read '/nonexistent/key.pem'"),
     ],
 )

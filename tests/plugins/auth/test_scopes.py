@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from robutler_kernel.testing import HookRecorder
-from robutler_specs import RequestContext, Skill, prompt, tool
+from robutler_kernel.testing import HookRecorder, kernel_client
+from robutler_specs import HttpRequest, RequestContext, Skill, http, prompt, tool
 
 from .helpers import ALICE_KEY, BOB_KEY, HS_SECRET, ROOT_KEY, build, keys_config, openai_client, token
 
@@ -37,6 +37,10 @@ class Vault(Skill):
         """Delete everything."""
         RAN.append("purge")
         return f"purged by {ctx.identity.user_id}"
+
+    @http("stats", methods=["GET"], scope="admin")
+    def stats(self, ctx: RequestContext, request: HttpRequest) -> dict[str, Any]:
+        return {"user": ctx.identity.user_id}
 
     @prompt(scope="owner")
     def owner_hint(self) -> str:
@@ -129,3 +133,15 @@ async def test_streamed_requests_are_filtered_the_same_way(auth_vault: Any) -> N
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "done"
     assert offered(recorder)[0] == {"public_info"} and "purge" not in RAN
+
+
+async def test_skill_http_endpoints_follow_the_same_scopes(auth_vault: Any) -> None:
+    kernel, _ = auth_vault
+    async with kernel_client(kernel) as http_client:
+        anonymous = await http_client.get("/bot/stats")
+        alice = await http_client.get("/bot/stats", headers={"authorization": f"Bearer {ALICE_KEY}"})
+        bad = await http_client.get("/bot/stats", headers={"authorization": "Bearer wrong-wrong-wrong-wrong"})
+        root = await http_client.get("/bot/stats", headers={"authorization": f"Bearer {ROOT_KEY}"})
+    assert anonymous.status_code == 401 and alice.status_code == 403
+    assert bad.status_code == 401 and bad.headers["www-authenticate"].startswith('Bearer realm="robutler", error="invalid_token"')
+    assert root.status_code == 200 and root.json() == {"user": "root"}

@@ -78,6 +78,10 @@ class JwtVerifier:
                         f"{where}.secret: {alg} needs a secret of at least {HMAC_ALGORITHMS[alg]} bytes "
                         f"(RFC 7518); generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
                     )
+                try:  # PyJWT refuses a secret that looks like a PEM or SSH key
+                    jwt.get_algorithm_by_name(alg).prepare_key(config.secret)
+                except jwt.InvalidKeyError as exc:
+                    raise ConfigError(f"{where}.secret: not usable as an HMAC secret: {exc}") from None
                 self._keys[alg] = config.secret
             elif alg in PUBLIC_KEY_ALGORITHMS:
                 if public_key is None:
