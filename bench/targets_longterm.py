@@ -76,7 +76,8 @@ def remember(key: str, value: str) -> str:
 # -- configs --------------------------------------------------------------------------------------
 
 
-def _agent(skills: dict[str, Any] | None = None, tools: Sequence[str] = ()) -> dict[str, Any]:
+def agent_config(skills: dict[str, Any] | None = None, tools: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``agents`` part of a config: one agent on ``scripted/echo`` with these skills and tools."""
     spec: dict[str, Any] = {"model": "scripted/echo", "instructions": "You are a benchmark agent."}
     if skills:
         spec["skills"] = skills
@@ -128,14 +129,14 @@ def read_config(make: Callable[[str], dict[str, Any]], name: str) -> Callable[[s
     def build(upstream: str) -> dict[str, Any]:
         config = {**make(name), "inject": {"enabled": True, "top_k": 5}}
         seed(config)
-        return _agent({"long_term_memory": config})
+        return agent_config({"long_term_memory": config})
 
     return build
 
 
 def write_config(make: Callable[[str], dict[str, Any]], name: str) -> Callable[[str], dict[str, Any]]:
     """A config builder: the tools only (every request writes)."""
-    return lambda upstream: _agent({"long_term_memory": make(name)})
+    return lambda upstream: agent_config({"long_term_memory": make(name)})
 
 
 NEEDS = ("robutler_plugin_scripted", "robutler_plugin_longterm")
@@ -143,12 +144,12 @@ NEEDS = ("robutler_plugin_scripted", "robutler_plugin_longterm")
 BASELINES: dict[str, Target] = {
     "memory-none": Target(
         "memory-none", "robutler", "scripted/echo, no memory (the read baseline)",
-        config=lambda upstream: _agent(), needs=("robutler_plugin_scripted",), uses_upstream=False,
+        config=lambda upstream: agent_config(), needs=("robutler_plugin_scripted",), uses_upstream=False,
         body=user_body(PROMPT),
     ),
     "tool-noop": Target(
         "tool-noop", "robutler", "scripted/echo calling a no-op `remember` tool (the write baseline)",
-        config=lambda upstream: _agent(tools=["bench.targets_longterm:remember"]),
+        config=lambda upstream: agent_config(tools=["bench.targets_longterm:remember"]),
         needs=("robutler_plugin_scripted",), uses_upstream=False, body=user_body(WRITE_PROMPT),
     ),
 }
@@ -209,13 +210,15 @@ def build_parser(prog: str, description: str, names: Sequence[str]) -> argparse.
     parser.add_argument("--concurrency", type=ints, default=[1, 64])
     parser.add_argument("--scenarios", type=lambda s: s.split(","), default=["json", "stream"])
     parser.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="first wait up to SECONDS for the machine to be idle")
     return parser
 
 
 def run_targets(args: argparse.Namespace, known: dict[str, Target], extra_baselines: dict[str, Target]) -> str:
     """Run the chosen targets and their baselines through the harness; the report."""
     from . import report
-    from .procs import cpu_plan
+    from .procs import cpu_plan, machine_busy, wait_idle
     from .runner import Settings, run
 
     everything = {**extra_baselines, **known}
@@ -232,7 +235,9 @@ def run_targets(args: argparse.Namespace, known: dict[str, Target], extra_baseli
                         duration=args.duration, warmup=args.warmup, rounds=args.rounds, plan=cpu_plan(True))
     if args.quick:
         settings.duration, settings.warmup, settings.rounds, settings.prime = 0.5, 0.2, 1, 0.3
-    rows = run(settings, lambda line: print(line, file=sys.stderr, flush=True))
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    busy = wait_idle(report.BUSY_WARNING_PCT, args.wait_idle, say) if args.wait_idle else machine_busy(0.5)
+    rows = run(settings, say)
     compared = {c["target"] + "@" + c["scenario"] + str(c["concurrency"]): c for c in report.comparisons(rows, everything)}
     headers = ["scenario", "conc", "target", "req/s", "vs base", "p50 ms", "+p50 ms", "p99 ms", "srv us/req", "errors"]
     table = []
@@ -246,7 +251,7 @@ def run_targets(args: argparse.Namespace, known: dict[str, Target], extra_baseli
     if getattr(args, "markdown", False):
         out += "\n\n" + report.markdown_table(headers, table)
     descriptions = "\n".join(f"  {t.name}: {t.description}" for t in targets)
-    return out + "\n\ntargets:\n" + descriptions
+    return out + "\n\ntargets:\n" + descriptions + f"\n\nother processes used {busy:.0f}% of a core before the run"
 
 
 def main(argv: list[str] | None = None) -> int:
