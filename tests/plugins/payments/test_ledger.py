@@ -121,6 +121,20 @@ async def test_expired_reservations_are_released_lazily_and_by_sweep(payments_le
     assert expired is not None and expired.status == "expired"
 
 
+async def test_expired_holds_are_released_even_when_the_reservation_still_fails(
+    payments_ledger: Ledger, payments_clock: Clock
+) -> None:
+    await payments_ledger.create_account("alice", micro(5))
+    await payments_ledger.reserve(alice(), "old", micro(3), 0, ttl=10)
+    await payments_ledger.reserve(alice(), "young", micro(2), 0, ttl=100)
+    payments_clock.now += 11
+    with pytest.raises(InsufficientCredits) as short:
+        await payments_ledger.reserve(alice(), "big", micro(6), micro(6), ttl=10)
+    assert (short.value.available, short.value.reserved) == (micro(3), micro(2))
+    assert await _state(payments_ledger) == (micro(3), micro(2), 0)
+    assert await payments_ledger.reservation("big") is None
+
+
 async def test_settling_an_expired_reservation_charges_from_available(payments_ledger: Ledger, payments_clock: Clock) -> None:
     await payments_ledger.create_account("alice", micro(5))
     await payments_ledger.reserve(alice(), "slow", micro(2), 0, ttl=10)

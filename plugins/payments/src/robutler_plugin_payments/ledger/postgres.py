@@ -1,16 +1,16 @@
 """The shared ledger: PostgreSQL through an asyncpg pool.
 
-The hot path is two statements per request, each atomic on its own:
+The hot path is two round trips per request, each one atomic statement:
 
-* reserve: one statement that locks the account row (``SELECT ... FOR UPDATE`` in a
-  CTE), computes ``min(wanted, available)`` on the locked (newest) row, moves it to
-  ``reserved`` only if ``available >= minimum``, and inserts the reservation;
+* reserve: a PL/pgSQL function (created with the schema) that releases the account's
+  expired holds, locks the account row (``SELECT ... FOR UPDATE``), holds
+  ``min(wanted, available)`` only if ``available >= minimum``, and inserts the reservation;
 * settle: one statement that closes the reservation (``WHERE status = 'held'``, so a
   second settle finds nothing), moves the charge to ``spent`` and the rest back to
   ``available``, and inserts the ``charge`` transaction.
 
-Both take the reservation row before the account row, so they cannot deadlock with
-each other; CHECK constraints are the last guard against a negative balance.
+Both take reservation rows before the account row, so they cannot deadlock with each
+other; CHECK constraints are the last guard against a negative balance.
 """
 
 from __future__ import annotations
@@ -86,6 +86,52 @@ CREATE TABLE IF NOT EXISTS {s}.transactions (
 );
 CREATE INDEX IF NOT EXISTS transactions_account ON {s}.transactions (account_id, id);
 INSERT INTO {s}.ledger_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
+-- One round trip per reservation: release the account's expired holds, lock the account,
+-- hold min(wanted, available) if available >= minimum. Reservation rows are locked before
+-- the account row, as in a settlement, so the two never deadlock.
+CREATE OR REPLACE FUNCTION {s}.reserve(
+    p_account TEXT, p_token_hash TEXT, p_wanted BIGINT, p_minimum BIGINT,
+    p_request TEXT, p_agent TEXT, p_now DOUBLE PRECISION, p_expires DOUBLE PRECISION
+) RETURNS TABLE (account_id TEXT, hold BIGINT, available BIGINT, reserved BIGINT)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_account TEXT := p_account;
+    v_freed BIGINT;
+    v_available BIGINT;
+    v_reserved BIGINT;
+    v_hold BIGINT;
+BEGIN
+    IF v_account IS NULL THEN
+        SELECT a.id INTO v_account FROM {s}.accounts a WHERE a.token_hash = p_token_hash;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    WITH expired AS (
+        UPDATE {s}.reservations r SET status = 'expired', closed_at = p_now
+        WHERE r.account_id = v_account AND r.status = 'held' AND r.expires_at < p_now
+        RETURNING r.amount
+    )
+    SELECT COALESCE(SUM(e.amount), 0)::BIGINT INTO v_freed FROM expired e;
+    SELECT a.available + v_freed, a.reserved - v_freed INTO v_available, v_reserved
+    FROM {s}.accounts a WHERE a.id = v_account FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_hold := CASE WHEN v_available >= p_minimum THEN LEAST(p_wanted, v_available) ELSE 0 END;
+    IF v_freed > 0 OR v_hold > 0 THEN
+        UPDATE {s}.accounts a SET available = v_available - v_hold, reserved = v_reserved + v_hold
+        WHERE a.id = v_account;
+    END IF;
+    IF v_available < p_minimum THEN
+        RETURN QUERY SELECT v_account, NULL::BIGINT, v_available, v_reserved;
+        RETURN;
+    END IF;
+    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at, expires_at)
+    VALUES (p_request, v_account, v_hold, 'held', p_agent, p_now, p_expires);
+    RETURN QUERY SELECT v_account, v_hold, v_available - v_hold, v_reserved + v_hold;
+END
+$fn$;
 """
 
 _ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM {s}.accounts"
@@ -102,21 +148,6 @@ WITH expired AS (
 UPDATE {s}.accounts a SET available = a.available + sums.total, reserved = a.reserved - sums.total
 FROM sums WHERE a.id = sums.account_id
 RETURNING sums.total
-"""
-
-_RESERVE = """
-WITH cur AS (
-    SELECT id, LEAST($2::BIGINT, available) AS hold FROM {s}.accounts
-    WHERE {match} AND available >= $3 FOR UPDATE
-), upd AS (
-    UPDATE {s}.accounts a SET available = a.available - cur.hold, reserved = a.reserved + cur.hold
-    FROM cur WHERE a.id = cur.id
-    RETURNING cur.id, cur.hold
-), ins AS (
-    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at, expires_at)
-    SELECT $4, upd.id, upd.hold, 'held', $5, $6, $7 FROM upd
-)
-SELECT id, hold FROM upd
 """
 
 _SETTLE = """
@@ -150,6 +181,12 @@ def redact(dsn: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset: nothing. The ledger changes no session state (no SET, LISTEN or
+    session advisory locks), and asyncpg still rolls back an unfinished transaction; the
+    default reset would cost a round trip per operation."""
+
+
 class PostgresLedger(Ledger):
     """The ledger in PostgreSQL (``schema`` created on first start).
 
@@ -178,11 +215,7 @@ class PostgresLedger(Ledger):
             "reservation": _RESERVATION.format(s=s) + " WHERE request_id = $1",
             "expire_all": _EXPIRE.format(s=s, filter=""),
             "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
-            "expire_token": _EXPIRE.format(
-                s=s, filter=f"AND account_id = (SELECT id FROM {s}.accounts WHERE token_hash = $2)"
-            ),
-            "reserve_id": _RESERVE.format(s=s, match="id = $1"),
-            "reserve_token": _RESERVE.format(s=s, match="token_hash = $1"),
+            "reserve": f"SELECT account_id, hold, available, reserved FROM {s}.reserve($1, $2, $3, $4, $5, $6, $7, $8)",
             "settle": _SETTLE.format(s=s),
             "schema": SCHEMA.format(s=s),
             "s": s,
@@ -208,7 +241,8 @@ class PostgresLedger(Ledger):
                 import asyncpg
 
                 pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self.pool_size, command_timeout=self.timeout
+                    self.dsn, min_size=1, max_size=self.pool_size, command_timeout=self.timeout,
+                    reset=_keep_session,
                 )
                 try:
                     async with pool.acquire() as conn, conn.transaction():
@@ -360,23 +394,17 @@ class PostgresLedger(Ledger):
     ) -> Reservation:
         if wanted < minimum:
             raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
-        s = self._sql["s"]
-        key = ref.account_id if ref.account_id is not None else ref.token_hash
-        column = "id" if ref.account_id is not None else "token_hash"
 
         async def op(conn: Any) -> Reservation:
             now = self.clock()
-            # Expired holds of this account go back first (lazy expiry); a no-op index probe
-            # when there are none.
-            await conn.execute(self._sql["expire_one" if ref.account_id is not None else "expire_token"], now, key)
-            statement = self._sql["reserve_id" if ref.account_id is not None else "reserve_token"]
-            row = await conn.fetchrow(statement, key, wanted, minimum, request_id, agent, now, now + ttl)
-            if row is not None:
-                return Reservation(request_id, row["id"], row["hold"], HELD, 0, now, now + ttl, agent)
-            found = await conn.fetchrow(f"SELECT id, available, reserved FROM {s}.accounts WHERE {column} = $1", key)
-            if found is None:
+            row = await conn.fetchrow(
+                self._sql["reserve"], ref.account_id, ref.token_hash, wanted, minimum, request_id, agent, now, now + ttl
+            )
+            if row is None:
                 raise AccountNotFound(ref)
-            raise InsufficientCredits(found["id"], found["available"], found["reserved"], minimum)
+            if row["hold"] is None:
+                raise InsufficientCredits(row["account_id"], row["available"], row["reserved"], minimum)
+            return Reservation(request_id, row["account_id"], row["hold"], HELD, 0, now, now + ttl, agent)
 
         return await self._run(op, transaction=False)
 

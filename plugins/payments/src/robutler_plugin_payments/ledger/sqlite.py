@@ -285,7 +285,7 @@ class SQLiteLedger(Ledger):
         if wanted < minimum:
             raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
 
-        def op(conn: sqlite3.Connection) -> Reservation:
+        def op(conn: sqlite3.Connection) -> Reservation | InsufficientCredits:
             if ref.account_id is not None:
                 row = conn.execute("SELECT id FROM accounts WHERE id = ?", (ref.account_id,)).fetchone()
             else:
@@ -297,7 +297,8 @@ class SQLiteLedger(Ledger):
             account = self._account(conn, account_id)
             assert account is not None
             if account.available < minimum:
-                raise InsufficientCredits(account_id, account.available, account.reserved, minimum)
+                # Returned, not raised: the expired holds released above stay released.
+                return InsufficientCredits(account_id, account.available, account.reserved, minimum)
             amount = min(wanted, account.available)
             # The WHERE clause is the guard; under the write lock it always holds here.
             conn.execute(
@@ -313,7 +314,10 @@ class SQLiteLedger(Ledger):
             )
             return Reservation(request_id, account_id, amount, HELD, 0, now, now + ttl, agent)
 
-        return await self._run(op)
+        result = await self._run(op)
+        if isinstance(result, InsufficientCredits):
+            raise result
+        return result
 
     def _close(self, conn: sqlite3.Connection, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
         row = conn.execute(
