@@ -32,9 +32,9 @@ import re
 import struct
 import threading
 import time
-from http import HTTPStatus
 from collections import deque
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -128,7 +128,7 @@ class _Answer:
 
     def __init__(self, reply: FakeReply, body: dict[str, Any], default_model: str) -> None:
         self.reply = reply
-        calls = [
+        calls: list[dict[str, Any]] = [
             {
                 "id": c.get("id") or f"call_{next(_ids)}",
                 "type": "function",
@@ -143,9 +143,11 @@ class _Answer:
         content = reply.content
         if content is None and not calls:
             content = _echo(body)
-        self.content, self.tool_calls = content, calls
+        self.content: str | None = content
+        self.tool_calls = calls
         self.finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         self.model = reply.model or body.get("model") or default_model
+        usage: dict[str, int]
         if reply.usage is not None:
             usage = dict(reply.usage)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+
 from robutler_specs import (
     BadRequest,
     ProviderError,

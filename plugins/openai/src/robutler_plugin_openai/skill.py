@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from typing import ClassVar
 
 import openai
+
 from robutler_specs import (
+    AgentSpec,
     ChatCompletionChunk,
     LLMCall,
     LLMResult,
-    AgentSpec,
     RequestContext,
     RequestError,
     Skill,
@@ -20,8 +21,8 @@ from robutler_specs import (
 from . import registry
 from .config import OpenAIConfig
 from .errors import PLUGIN, map_error
-from .transport import Timeout
 from .stream import ChunkStream
+from .transport import Timeout
 from .upstream import chat_body, parse_completion, post
 
 

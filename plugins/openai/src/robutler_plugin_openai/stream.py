@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from msgspec import UNSET
+
 from robutler_specs import ChatCompletionChunk, ProviderError, RequestError
 
 from .errors import PLUGIN

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import openai
+
 from robutler_specs import LLMCall, LLMResult, Message, ProviderError, Usage
 
 from .errors import PLUGIN
