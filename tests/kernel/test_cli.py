@@ -40,10 +40,10 @@ def test_check_fails_with_file_line_and_key(tmp_path: Path) -> None:
 
 def test_check_names_a_missing_plugin(tmp_path: Path) -> None:
     config = tmp_path / "robutler.yaml"
-    config.write_text("agents:\n  demo:\n    model: scripted/echo\n    skills: {payments: {}}\n")
+    config.write_text("agents:\n  demo:\n    model: scripted/echo\n    skills: {teleport_nowhere: {}}\n")
     result = subprocess.run([*CLI, "check", str(config)], capture_output=True, text=True)
     assert result.returncode == 1
-    assert "pip install robutler-plugin-payments" in result.stderr
+    assert "pip install robutler-plugin-teleport-nowhere" in result.stderr
 
 
 def test_check_names_a_missing_tool(tmp_path: Path) -> None:

@@ -129,7 +129,9 @@ def make_routes(kernel: Kernel) -> dict[str, Any]:
             await agent.hooks.call("on_connection", ctx=ctx)
         if not ctx.identity.allows(info.scope):
             message = f"this endpoint needs the {info.scope!r} scope"
-            raise Unauthorized(message) if ctx.identity.user_id is None else Forbidden(message)
+            if ctx.identity.user_id is None:
+                raise Unauthorized(message, headers={"WWW-Authenticate": 'Bearer realm="robutler"'})
+            raise Forbidden(message)
         http_request = HttpRequest(
             method=request.method,
             path=path,
