@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 
@@ -186,4 +187,15 @@ def test_the_client_is_created_lazily_and_closed_by_stop(fake: FakeOpenAI) -> No
         client = skill.client
         await skill.stop()
         assert skill._client is None and client.is_closed()
+    run(body())
+
+
+def test_a_cancelled_call_cancels_the_upstream_request(fake: FakeOpenAI) -> None:
+    fake.add_reply("slow", delay=5)
+
+    async def body() -> None:
+        async with started(fake) as skill:
+            with pytest.raises(TimeoutError):  # what a client disconnect does to the kernel's task
+                await asyncio.wait_for(skill.llm_complete(*call_and_ctx()), 0.2)
+            assert await fake.wait_cancelled_async(5)
     run(body())

@@ -36,7 +36,8 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar base_url: the API root, ending in ``/v1`` for most servers; default
         ``$OPENAI_BASE_URL``, else ``https://api.openai.com/v1``.
     :ivar organization: the ``OpenAI-Organization`` header, if any.
-    :ivar timeout: seconds to wait for the upstream (each read, and the whole request).
+    :ivar timeout: seconds the upstream may stay silent (before its first byte, and
+        between two reads of a stream); not a cap on a long stream's total time.
     :ivar connect_timeout: seconds to wait for a connection.
     :ivar max_retries: retries of connection errors, 408, 409, 429 and 5xx (with backoff,
         honouring ``Retry-After``) before an error is reported.
