@@ -73,6 +73,7 @@ class Server:
             self.output.append(line)
             if line.startswith("Robutler serving"):
                 self.url = line.rsplit(" at ", 1)[1].strip()
+            if line.lstrip().startswith("curl "):  # the last line of the banner
                 return
         self.stop()
         raise RuntimeError("robutler-kernel serve did not start:\n" + "".join(self.output))
@@ -114,7 +115,8 @@ def client(server: Server) -> openai.OpenAI:
 
 def test_serve_prints_the_url_and_a_curl_line(server: Server) -> None:
     text = "".join(server.output)
-    assert "/assistant/chat/completions" in text and "curl " in server.output[-1] + text
+    assert f"{server.url}/assistant/chat/completions  (openai/gpt-4o-mini)" in text
+    assert server.output[-1].strip().startswith(f"curl {server.url}/assistant/chat/completions")
 
 
 def test_completion(client: openai.OpenAI, fake: FakeOpenAI) -> None:
