@@ -176,6 +176,8 @@ async def test_tokens_are_funded_from_an_account_or_minted(payments_ledger: Ledg
     assert await payments_ledger.account("tok_c") is None  # nothing half-written
     held = await payments_ledger.reserve(AccountRef(token_hash=hash_token("rpt_a")), "t1", micro(1), 0, ttl=60)
     assert held.account_id == "tok_a"
+    with pytest.raises(AccountNotFound):  # a user named like a token cannot spend it
+        await payments_ledger.reserve(AccountRef(account_id="tok_a"), "t2", micro(1), 0, ttl=60)
     assert [t.kind for t in await payments_ledger.transactions("alice")] == ["transfer_out", "topup"]
     assert [t.kind for t in await payments_ledger.transactions("tok_a")] == ["transfer_in"]
 

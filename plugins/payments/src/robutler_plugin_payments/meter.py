@@ -67,41 +67,42 @@ class ToolCharge:
 class Meter:
     """The payment state of one request (``ctx.state["payments"]``).
 
-    Other skills may read it: ``account_id``, ``reserved`` (micro-credits) and
-    :meth:`remaining_credits` (e.g. to pass a bounded ``X-Authorized-Amount`` on to
-    another agent).
+    Other skills may read it: ``account_id``, ``source`` (``"account"`` or ``"token"``),
+    ``reserved`` (micro-credits) and :meth:`remaining_credits` (e.g. to call another agent
+    with a bounded ``X-Authorized-Amount``).
     """
 
     account_id: str
     source: str
     reserved: int
     request_id: str
+    prices: PriceTable
     tools: dict[str, ToolCharge] = field(default_factory=dict)
     pending: PendingCall | None = None
     settled: bool = False
 
-    def llm_cost(self, table: PriceTable, usage: Iterable[UsageRecord]) -> Fraction:
+    def llm_cost(self, usage: Iterable[UsageRecord]) -> Fraction:
         """Exact micro-credits of the LLM calls recorded so far."""
         total = Fraction(0)
         for record in usage:
             if record.kind == "llm":
-                price = table.model(record.name) or FREE
+                price = self.prices.model(record.name) or FREE
                 total += price.cost(record.prompt_tokens, record.completion_tokens)
         return total
 
-    def committed(self, table: PriceTable, usage: Iterable[UsageRecord]) -> Fraction:
+    def committed(self, usage: Iterable[UsageRecord]) -> Fraction:
         """What the request has used or is about to use: the fee, recorded LLM calls, and
         every admitted tool call that has not failed."""
         tools = sum((t.price for t in self.tools.values() if t.state != FAILED), 0)
-        return table.request_fee + self.llm_cost(table, usage) + tools
+        return self.prices.request_fee + self.llm_cost(usage) + tools
 
-    def remaining(self, table: PriceTable, usage: Iterable[UsageRecord]) -> Fraction:
-        """Micro-credits of the reservation not yet committed."""
-        return self.reserved - self.committed(table, usage)
+    def remaining(self, usage: Iterable[UsageRecord]) -> Fraction:
+        """Micro-credits of the reservation not yet committed (``usage`` is ``ctx.usage``)."""
+        return self.reserved - self.committed(usage)
 
-    def remaining_credits(self, table: PriceTable, usage: Iterable[UsageRecord]) -> float:
-        """:meth:`remaining` in credits (never negative)."""
-        return max(to_float(int(self.remaining(table, usage))), 0.0)
+    def remaining_credits(self, usage: Iterable[UsageRecord]) -> float:
+        """:meth:`remaining` in credits, never negative (``usage`` is ``ctx.usage``)."""
+        return max(to_float(int(self.remaining(usage))), 0.0)
 
 
 @dataclass

@@ -215,6 +215,7 @@ class PaymentsSkill(Skill):
             source="token" if ref.token_hash else "account",
             reserved=reservation.amount,
             request_id=ctx.request_id,
+            prices=self.prices,
         )
 
     @staticmethod
@@ -233,7 +234,7 @@ class PaymentsSkill(Skill):
         meter.pending = PendingCall(call.model, prompt_tokens, sum(1 for r in ctx.usage if r.kind == "llm"))
         if price is FREE or (not price.prompt and not price.completion):
             return
-        remaining = meter.remaining(self.prices, ctx.usage)
+        remaining = meter.remaining(ctx.usage)
         after_prompt = remaining - price.cost(prompt_tokens, 0)
         affordable = int(after_prompt / price.completion) if price.completion else None
         if after_prompt < 0 or (affordable is not None and affordable < 1):
@@ -278,7 +279,7 @@ class PaymentsSkill(Skill):
         if pricing is not None and pricing.per != "call" and inv.name not in self._warned_per:
             self._warned_per.add(inv.name)
             log.warning("tool %r is priced per %r; the payments skill charges it per call", inv.name, pricing.per)
-        remaining = meter.remaining(self.prices, ctx.usage)
+        remaining = meter.remaining(ctx.usage)
         if price > remaining:
             return ToolResult(
                 content=(
@@ -334,6 +335,7 @@ class PaymentsSkill(Skill):
         )
         # Shielded: a client that leaves while we settle must not cancel the settlement.
         task = asyncio.ensure_future(self._settle(meter, the_bill, release=error is not None and not the_bill.metered))
+        self._track(task)
         settlement = await asyncio.shield(task)
         if settlement is None:
             return
@@ -397,9 +399,19 @@ class PaymentsSkill(Skill):
                 log.info("request %s settled after the ledger came back", meter.request_id)
                 return
 
-        task = asyncio.ensure_future(retry())
+        self._track(asyncio.ensure_future(retry()))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Keep a settlement task referenced until it ends (so it is not collected), and
+        log it if it fails while nobody awaits it."""
         self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._retries.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("settling a request failed", exc_info=task.exception())
+
+        task.add_done_callback(done)
 
 
 __all__ = ["AMOUNT_HEADER", "COST_HEADER", "TOKEN_HEADER", "PaymentsSkill"]

@@ -220,7 +220,8 @@ class Ledger(abc.ABC):
     ) -> Reservation:
         """Hold ``min(wanted, available)`` for ``request_id``, if that is at least ``minimum``.
 
-        Expired reservations of the account are released first.
+        Expired reservations of the account are released first. An ``account_id`` names a
+        user account only: a token's balance is reachable through its hash alone.
 
         :raises AccountNotFound: no such account or token.
         :raises InsufficientCredits: ``available < minimum``.

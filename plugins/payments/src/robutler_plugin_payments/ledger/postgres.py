@@ -114,7 +114,7 @@ BEGIN
     )
     SELECT COALESCE(SUM(e.amount), 0)::BIGINT INTO v_freed FROM expired e;
     SELECT a.available + v_freed, a.reserved - v_freed INTO v_available, v_reserved
-    FROM {s}.accounts a WHERE a.id = v_account FOR UPDATE;
+    FROM {s}.accounts a WHERE a.id = v_account AND (p_account IS NULL OR a.kind = 'user') FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;

@@ -287,7 +287,10 @@ class SQLiteLedger(Ledger):
 
         def op(conn: sqlite3.Connection) -> Reservation | InsufficientCredits:
             if ref.account_id is not None:
-                row = conn.execute("SELECT id FROM accounts WHERE id = ?", (ref.account_id,)).fetchone()
+                # A caller's identity pays from a user account only, never from a token's.
+                row = conn.execute(
+                    "SELECT id FROM accounts WHERE id = ? AND kind = 'user'", (ref.account_id,)
+                ).fetchone()
             else:
                 row = conn.execute("SELECT id FROM accounts WHERE token_hash = ?", (ref.token_hash,)).fetchone()
             if row is None:
