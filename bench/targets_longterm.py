@@ -103,10 +103,10 @@ def seed(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
 
     from robutler_plugin_longterm import LongTermConfig
     from robutler_plugin_longterm.backends import make_backend
-    from robutler_plugin_longterm.scope import Scope
+    from robutler_plugin_longterm.scope import Scope, user_key
 
     backend = make_backend(msgspec.convert(config, LongTermConfig))
-    scope = Scope(AGENT, BENCH_USER)
+    scope = Scope(AGENT, user_key("param", BENCH_USER))  # as the request's `user` field
     matching = {"favourite benchmark": "the one with ten words", "request style": "please be brief",
                 "echo": "likes hearing words back"}
 

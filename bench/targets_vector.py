@@ -66,7 +66,7 @@ def seed(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
 
     from robutler_plugin_vector import HashingEmbedder, VectorConfig
     from robutler_plugin_vector.milvus import MilvusStore
-    from robutler_plugin_vector.scope import Scope
+    from robutler_plugin_vector.scope import Scope, user_key
 
     vector_config = msgspec.convert(config, VectorConfig)
     embedder = HashingEmbedder(vector_config.hash_dimensions)
@@ -78,7 +78,7 @@ def seed(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
         try:
             await store.ensure(embedder.dimensions, embedder.identity)
             for user in (BENCH_USER, "someone-else"):
-                scope = Scope(AGENT, user)
+                scope = Scope(AGENT, user_key("param", user))  # as the request's `user` field
                 for i in range(docs):
                     text = f"note {i} about {topics[i % len(topics)]}: words the benchmark request may echo back"
                     await store.insert(scope, f"{i:032x}", embedder.embed_one(text), text, {"n": i})

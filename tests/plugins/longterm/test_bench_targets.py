@@ -15,7 +15,7 @@ from bench import targets_longterm as bench
 from robutler_kernel import Kernel
 from robutler_plugin_longterm.backends import make_backend
 from robutler_plugin_longterm.config import LongTermConfig
-from robutler_plugin_longterm.scope import Scope
+from robutler_plugin_longterm.scope import Scope, user_key
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_read_targets_are_seeded(longterm_bench_run: Any) -> None:
     async def count() -> int:
         await backend.open()
         try:
-            return (await backend.list(Scope(bench.AGENT, bench.BENCH_USER), 1)).total
+            return (await backend.list(Scope(bench.AGENT, user_key("param", bench.BENCH_USER)), 1)).total
         finally:
             await backend.close()
 

@@ -115,15 +115,23 @@ async def test_anonymous_caller_gets_a_clear_tool_error_and_nothing_is_stored(tm
 async def test_authenticated_identity_wins_over_the_user_field(tmp_path: Path) -> None:
     kernel = memory_kernel({"bot": {"path": str(tmp_path / "m.db")}}, identity=True)
     async with kernel_client(kernel) as client:
-        await chat(client, "bot", "call remember key=k value=mine", user="alice")
+
+        async def listed(user: str | None, identity: str | None) -> list[dict[str, str]]:
+            headers = {"x-test-identity": identity} if identity else {}
+            answer = await chat(client, "bot", "call list_memories", user=user, headers=headers)
+            return tool_json(answer, "list_memories")["memories"]  # type: ignore[no-any-return]
+
+        await chat(client, "bot", "call remember key=k value=claimed", user="alice")
+        await chat(client, "bot", "call remember key=k value=verified", headers={"x-test-identity": "alice"})
         # mallory is authenticated as herself: naming alice in `user` does not reach alice
-        listing = tool_json(
-            await chat(client, "bot", "call list_memories", user="alice", headers={"x-test-identity": "mallory"}),
-            "list_memories",
-        )
-        assert listing["memories"] == []
-        listing = tool_json(await chat(client, "bot", "call list_memories", user="alice"), "list_memories")
-        assert listing["memories"] == [{"key": "k", "value": "mine"}]
+        assert await listed("alice", "mallory") == []
+        # a `user` field only claims a name: it never reaches the authenticated alice's facts
+        assert await listed("alice", None) == [{"key": "k", "value": "claimed"}]
+        assert await listed(None, "alice") == [{"key": "k", "value": "verified"}]
+        assert await listed("bob", "alice") == [{"key": "k", "value": "verified"}]
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        stored = sorted(r[0] for r in db.execute("SELECT user_id FROM robutler_longterm"))
+    assert stored == ["id:alice", "user:alice"]
 
 
 async def test_user_from_header_and_identity_only(tmp_path: Path) -> None:

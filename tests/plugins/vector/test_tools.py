@@ -138,3 +138,16 @@ async def test_agent_info_and_health(tmp_path: Path) -> None:
     (name, check), = checks.items()
     assert name == f"vector_memory:milvus-lite:{tmp_path / 'v.db'}"
     assert check["status"] == "healthy" and check["detail"]["backend"] == "milvus-lite"
+
+
+async def test_each_user_source_is_its_own_namespace(tmp_path: Path) -> None:
+    """A `user` field only claims a name: it never reaches documents stored for the same
+    name from another source (here a trusted proxy's header)."""
+    kernel = vector_kernel({"bot": {"uri": str(tmp_path / "v.db"), "user_from": ["header:x-user-id", "param"]}})
+    async with kernel_client(kernel) as client:
+        body = {"messages": [{"role": "user", "content": 'call store_document text="from the proxy"'}]}
+        response = await client.post("/bot/chat/completions", json=body, headers={"x-user-id": "alice"})
+        assert "stored" in response.json()["choices"][0]["message"]["content"]
+        await store(client, "bot", "alice", "claimed in the user field")
+        claimed = await search(client, "bot", "alice", "from the proxy claimed in the user field", top_k=5)
+    assert [h["text"] for h in claimed] == ["claimed in the user field"]

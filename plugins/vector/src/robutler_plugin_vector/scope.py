@@ -37,8 +37,12 @@ class Scope:
         return hashlib.sha256(f"{self.namespace}\x00{self.user}".encode()).hexdigest()
 
 
-def caller(ctx: RequestContext, sources: Sequence[str]) -> str | None:
-    """The user id of the request, from the first of ``sources`` that has one."""
+def caller(ctx: RequestContext, sources: Sequence[str]) -> tuple[str, str] | None:
+    """The source and user id of the request, from the first of ``sources`` that has one.
+
+    ``identity`` is ``ctx.identity.user_id`` (set by an auth skill), ``param`` the
+    request's ``user`` field, ``header:<name>`` a request header.
+    """
     for source in sources:
         value: object = None
         if source == "identity":
@@ -48,14 +52,22 @@ def caller(ctx: RequestContext, sources: Sequence[str]) -> str | None:
         elif source.startswith("header:"):
             value = ctx.headers.get(source.partition(":")[2])
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return source, value.strip()
     return None
+
+
+def user_key(source: str, user: str) -> str:
+    """How a user is stored: prefixed by where the id came from (``id:alice``,
+    ``user:alice``, ``header:x-user-id:alice``), so that a ``user`` field a client merely
+    claims never reaches the memories of the authenticated user of the same name."""
+    prefix = {"identity": "id", "param": "user"}.get(source, source)
+    return f"{prefix}:{user}"
 
 
 def scope_of(ctx: RequestContext, namespace: str, sources: Sequence[str]) -> Scope:
     """The caller's scope; raises :class:`NoUser` with a message for the model when unknown."""
-    user = caller(ctx, sources)
-    if user is None:
+    found = caller(ctx, sources)
+    if found is None:
         where = ", ".join(_describe(s) for s in sources)
         raise NoUser(
             "vector memory is per user and this request names no user "
@@ -63,11 +75,12 @@ def scope_of(ctx: RequestContext, namespace: str, sources: Sequence[str]) -> Sco
             "in this conversation; the client should send `user` in the request or "
             "authenticate."
         )
+    source, user = found
     if len(user) > MAX_USER_CHARS:
         raise NoUser(f"the user id is longer than {MAX_USER_CHARS} characters; it is refused")
     if "\x00" in user:
         raise NoUser("the user id contains a NUL character; it is refused")
-    return Scope(namespace, user)
+    return Scope(namespace, user_key(source, user))
 
 
 def _describe(source: str) -> str:
