@@ -355,7 +355,12 @@ class FakeOpenAI:
     :param dimensions: the length of embedding vectors (a request's ``dimensions`` wins).
     :param default_reply: the reply when none is queued (default: echo, no delay).
 
+    :ivar port: the port listened on (known once started).
+    :ivar models: the ids ``GET /v1/models`` lists (``[model]``; append to it).
+    :ivar default_reply: the :class:`FakeReply` used when the queue is empty; set its
+        ``delay`` or ``chunk_delay`` to slow every answer down.
     :ivar requests: every :class:`RecordedRequest`, in arrival order.
+    :ivar record: whether to record requests (off in the benchmark process).
     :ivar replies: the queue of scripted replies; each POST consumes one.
     :ivar connections_opened: connections accepted so far.
     :ivar connections_closed: connections closed so far (by either side).
