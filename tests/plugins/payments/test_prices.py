@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 from decimal import Decimal
-from fractions import Fraction
 
 import msgspec
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from robutler_plugin_payments import PaymentsConfig, PaymentsSkill
-from robutler_plugin_payments.money import format_credits, to_micro
+from robutler_plugin_payments.money import FINE, fine_to_micro, format_credits, to_micro
 from robutler_plugin_payments.pricing import PriceTable
 from robutler_specs import ENTRY_POINT_GROUP, ConfigError, ToolSpec, build_tool_spec, pricing, tool
 
@@ -53,10 +52,14 @@ def test_model_prices_match_exact_then_provider_then_star() -> None:
     }, markup="0.2")
     exact, provider, star = table.model("openai/gpt-4o"), table.model("openai/gpt-4o-mini"), table.model("x/y")
     assert exact and provider and star
-    # 2.5 credits per 1K prompt tokens + 20% = 3000 micro-credits a token.
-    assert exact.cost(1, 0) == 3000 and exact.cost(0, 1) == 12000
-    assert provider.cost(1000, 1000) == 3_000_000  # its own markup 0
-    assert star.cost(3, 0) == Fraction(360)
+    # 2.5 credits per 1K prompt tokens + 20% = 3000 micro-credits a token (in fine units).
+    assert exact.cost(1, 0) == 3000 * FINE and exact.cost(0, 1) == 12000 * FINE
+    assert provider.cost(1000, 1000) == 3_000_000 * FINE  # its own markup 0
+    assert star.cost(3, 0) == 360 * FINE
+    # A price finer than a micro-credit a token stays exact until the total is rounded.
+    tiny = _table(models={"*": {"prompt": "0.000001", "completion": "0.0000015"}}).model("a/b")
+    assert tiny is not None and tiny.cost(1, 1) == 2_500_000
+    assert fine_to_micro(tiny.cost(1000, 1000)) == 3 and fine_to_micro(tiny.cost(1, 0)) == 1
     assert _table().model("openai/gpt-4o") is None
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import msgspec
 
 from robutler_specs import Message, UsageRecord
 
-from .money import MICRO, ceil_micro, format_credits, to_float
+from .money import FINE, MICRO, fine_to_micro, format_credits, to_float
 from .pricing import FREE, PriceTable
 
 CHARS_PER_TOKEN = 4
@@ -56,7 +55,7 @@ class PendingCall:
 
 @dataclass
 class ToolCharge:
-    """A priced tool call the meter admitted."""
+    """A priced tool call the meter admitted (``price`` in micro-credits)."""
 
     name: str
     price: int
@@ -81,28 +80,28 @@ class Meter:
     pending: PendingCall | None = None
     settled: bool = False
 
-    def llm_cost(self, usage: Iterable[UsageRecord]) -> Fraction:
-        """Exact micro-credits of the LLM calls recorded so far."""
-        total = Fraction(0)
+    def llm_cost(self, usage: Iterable[UsageRecord]) -> int:
+        """Fine units of the LLM calls recorded so far."""
+        total = 0
         for record in usage:
             if record.kind == "llm":
                 price = self.prices.model(record.name) or FREE
                 total += price.cost(record.prompt_tokens, record.completion_tokens)
         return total
 
-    def committed(self, usage: Iterable[UsageRecord]) -> Fraction:
-        """What the request has used or is about to use: the fee, recorded LLM calls, and
-        every admitted tool call that has not failed."""
-        tools = sum((t.price for t in self.tools.values() if t.state != FAILED), 0)
-        return self.prices.request_fee + self.llm_cost(usage) + tools
+    def committed(self, usage: Iterable[UsageRecord]) -> int:
+        """Fine units the request has used or is about to use: the fee, recorded LLM
+        calls, and every admitted tool call that has not failed."""
+        tools = sum(t.price for t in self.tools.values() if t.state != FAILED)
+        return self.prices.request_fee_fine + self.llm_cost(usage) + tools * FINE
 
-    def remaining(self, usage: Iterable[UsageRecord]) -> Fraction:
-        """Micro-credits of the reservation not yet committed (``usage`` is ``ctx.usage``)."""
-        return self.reserved - self.committed(usage)
+    def remaining(self, usage: Iterable[UsageRecord]) -> int:
+        """Fine units of the reservation not yet committed (``usage`` is ``ctx.usage``)."""
+        return self.reserved * FINE - self.committed(usage)
 
     def remaining_credits(self, usage: Iterable[UsageRecord]) -> float:
         """:meth:`remaining` in credits, never negative (``usage`` is ``ctx.usage``)."""
-        return max(to_float(int(self.remaining(usage))), 0.0)
+        return max(self.remaining(usage) // FINE, 0) / MICRO
 
 
 @dataclass
@@ -118,8 +117,8 @@ class Bill:
         return msgspec.json.encode(self.detail).decode()
 
 
-def _credits(value: Fraction) -> str:
-    return format_credits(ceil_micro(value))
+def _credits(fine: int) -> str:
+    return format_credits(fine_to_micro(fine))
 
 
 def bill(
@@ -134,14 +133,14 @@ def bill(
     plus the estimated tokens of the text already delivered. ``metered`` is false when
     nothing was used at all (then an error costs nothing, not even the fee).
     """
-    total = Fraction(table.request_fee)
+    total = table.request_fee_fine
     llm: list[dict[str, Any]] = []
     for record in usage:
         if record.kind != "llm":
             continue
         price = table.model(record.name) or FREE
         cost = price.cost(record.prompt_tokens, record.completion_tokens)
-        record.credits = float(cost / MICRO)
+        record.credits = cost / (MICRO * FINE)
         total += cost
         llm.append({
             "model": record.name, "prompt_tokens": record.prompt_tokens,
@@ -153,7 +152,7 @@ def bill(
     for record in usage:
         if record.kind in ("tool", "handoff") and record.name in tool_prices and (record.ok or charge_failed_tools):
             record.credits = to_float(tool_prices[record.name])
-    total += sum(t.price for t in tools)
+    total += sum(t.price for t in tools) * FINE
     interrupted = None
     pending = meter.pending
     llm_records = sum(1 for r in usage if r.kind == "llm")
@@ -177,7 +176,7 @@ def bill(
     if error is not None:
         detail["error"] = type(error).__name__
     metered = bool(llm or tools or interrupted)
-    return Bill(ceil_micro(total), metered, detail)
+    return Bill(fine_to_micro(total), metered, detail)
 
 
 __all__ = [

@@ -7,12 +7,15 @@ only at the edges (config, headers, ``usage.cost``, the CLI).
 
 from __future__ import annotations
 
-import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
-from fractions import Fraction
 
 #: Micro-credits in one credit.
 MICRO = 1_000_000
+#: Fine units in one micro-credit. Prices and a request's running cost are integers of
+#: 10^-15 credits (a token of a model priced 0.000001 credits per 1K tokens is 10^6 fine
+#: units), so bills add up exactly with plain integers; the total is rounded up to a
+#: micro-credit once, for the ledger.
+FINE = 1_000_000_000
 
 _ROUNDING = {"floor": ROUND_FLOOR, "ceil": ROUND_CEILING, "even": ROUND_HALF_EVEN}
 
@@ -33,10 +36,15 @@ def to_micro(value: Decimal | str | int | float, rounding: str = "even") -> int:
     return int((amount * MICRO).quantize(Decimal(1), rounding=_ROUNDING[rounding]))
 
 
-def ceil_micro(value: Fraction) -> int:
-    """An exact (fractional) amount of micro-credits, rounded up: a price is never
-    rounded in the payer's disfavour by more than one micro-credit, nor lost."""
-    return math.ceil(value)
+def fine_to_micro(fine: int) -> int:
+    """Fine units rounded up to whole micro-credits: the payer is never charged more than
+    one micro-credit over the exact amount, and nothing is lost to rounding."""
+    return -(-fine // FINE)
+
+
+def fine_from_credits(value: Decimal) -> int:
+    """Credits as fine units, rounded up (exact for up to 15 decimals)."""
+    return int((value * MICRO * FINE).to_integral_value(rounding=ROUND_CEILING))
 
 
 def to_decimal(micro: int) -> Decimal:
@@ -46,10 +54,11 @@ def to_decimal(micro: int) -> Decimal:
 
 def format_credits(micro: int) -> str:
     """Micro-credits as a plain decimal string of credits: ``1500000`` -> ``"1.5"``."""
-    text = f"{to_decimal(micro):f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
+    sign = "-" if micro < 0 else ""
+    whole, part = divmod(abs(micro), MICRO)
+    if not part:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}." + f"{part:06d}".rstrip("0")
 
 
 def to_float(micro: int) -> float:
@@ -57,4 +66,4 @@ def to_float(micro: int) -> float:
     return micro / MICRO
 
 
-__all__ = ["MICRO", "ceil_micro", "format_credits", "to_decimal", "to_float", "to_micro"]
+__all__ = ["FINE", "MICRO", "fine_from_credits", "fine_to_micro", "format_credits", "to_decimal", "to_float", "to_micro"]

@@ -1,34 +1,34 @@
 """Prices: per-request fee, tokens per model (with markup), tool calls.
 
-All arithmetic is exact (``Fraction`` of micro-credits); a request's total is rounded
-up to a whole micro-credit once, at the end (:func:`~.money.ceil_micro`).
+All arithmetic is on integers of fine units (10^-15 credits, :data:`~.money.FINE` per
+micro-credit), exact for prices with up to 15 decimals per token; a request's total is
+rounded up to a whole micro-credit once, at the end (:func:`~.money.fine_to_micro`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 from robutler_specs import ToolSpec
 
 from .config import ModelPrice, PaymentsConfig
-from .money import MICRO, format_credits, to_micro
+from .money import FINE, MICRO, fine_from_credits, format_credits, to_micro
 
 
 @dataclass(frozen=True)
 class TokenPrice:
-    """A model's effective price (markup included), in micro-credits per token."""
+    """A model's effective price (markup included), in fine units per token."""
 
-    prompt: Fraction
-    completion: Fraction
+    prompt: int
+    completion: int
     base: ModelPrice
     markup: Decimal
     pattern: str
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> Fraction:
-        """Exact micro-credits for that many tokens."""
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """Fine units for that many tokens."""
         return prompt_tokens * self.prompt + completion_tokens * self.completion
 
     def describe(self) -> dict[str, Any]:
@@ -42,16 +42,16 @@ class TokenPrice:
         }
 
 
-FREE = TokenPrice(Fraction(0), Fraction(0), ModelPrice(), Decimal(0), "")
+FREE = TokenPrice(0, 0, ModelPrice(), Decimal(0), "")
 
 
-def _per_1k(per_token: Fraction) -> str:
-    value = Decimal(per_token.numerator) * 1000 / Decimal(per_token.denominator) / MICRO
+def _per_1k(per_token: int) -> str:
+    value = Decimal(per_token) * 1000 / (MICRO * FINE)
     return f"{value.normalize():f}"
 
 
-def _per_token(credits_per_1k: Decimal, markup: Decimal) -> Fraction:
-    return Fraction(credits_per_1k) * (1 + Fraction(markup)) * MICRO / 1000
+def _per_token(credits_per_1k: Decimal, markup: Decimal) -> int:
+    return fine_from_credits(credits_per_1k * (1 + markup) / 1000)
 
 
 class PriceTable:
@@ -60,6 +60,7 @@ class PriceTable:
     def __init__(self, config: PaymentsConfig) -> None:
         self.config = config
         self.request_fee = to_micro(config.request_fee, "ceil")
+        self.request_fee_fine = self.request_fee * FINE
         self.min_balance = to_micro(config.min_balance, "ceil")
         self.default_reservation = to_micro(config.default_reservation, "floor")
         self._models: dict[str, TokenPrice] = {}
@@ -85,7 +86,8 @@ class PriceTable:
         return found
 
     def tool(self, name: str, spec: ToolSpec | None) -> int:
-        """Micro-credits per call of a tool: the config override, else its ``@pricing``."""
+        """Micro-credits per call of a tool: the config override, else its ``@pricing``
+        (rounded up to a micro-credit)."""
         if name in self._tools:
             return self._tools[name]
         if spec is not None and spec.pricing is not None:

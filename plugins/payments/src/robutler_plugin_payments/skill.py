@@ -38,7 +38,7 @@ from robutler_specs import (
 from .config import PaymentsConfig
 from .ledger import AccountNotFound, AccountRef, InsufficientCredits, Ledger, Settlement, hash_token
 from .meter import DONE, FAILED, Bill, Meter, PendingCall, ToolCharge, bill, estimate_prompt_tokens
-from .money import format_credits, to_float, to_micro
+from .money import FINE, format_credits, to_float, to_micro
 from .pricing import FREE, PriceTable
 from .shared import acquire_ledger, release_ledger
 
@@ -236,11 +236,11 @@ class PaymentsSkill(Skill):
             return
         remaining = meter.remaining(ctx.usage)
         after_prompt = remaining - price.cost(prompt_tokens, 0)
-        affordable = int(after_prompt / price.completion) if price.completion else None
+        affordable = after_prompt // price.completion if price.completion else None
         if after_prompt < 0 or (affordable is not None and affordable < 1):
             raise PaymentRequired(
                 f"the {format_credits(meter.reserved)} credits reserved for this request are used up "
-                f"({format_credits(max(int(remaining), 0))} left; the next call to {call.model} needs more); "
+                f"({format_credits(max(remaining // FINE, 0))} left; the next call to {call.model} needs more); "
                 f"send a larger X-Authorized-Amount",
                 code="reservation_exhausted",
                 plugin=self.name,
@@ -280,11 +280,11 @@ class PaymentsSkill(Skill):
             self._warned_per.add(inv.name)
             log.warning("tool %r is priced per %r; the payments skill charges it per call", inv.name, pricing.per)
         remaining = meter.remaining(ctx.usage)
-        if price > remaining:
+        if price * FINE > remaining:
             return ToolResult(
                 content=(
                     f"refused: tool {inv.name!r} costs {format_credits(price)} credits, but only "
-                    f"{format_credits(max(int(remaining), 0))} of the {format_credits(meter.reserved)} credits "
+                    f"{format_credits(max(remaining // FINE, 0))} of the {format_credits(meter.reserved)} credits "
                     f"reserved for this request remain. Answer without it, or tell the user that a larger "
                     f"X-Authorized-Amount is needed."
                 ),
