@@ -416,3 +416,17 @@ def test_redis_url_defaults_to_the_environment() -> None:
     assert config.resolved_redis_url({"REDIS_URL": "redis://elsewhere:1/2"}) == "redis://elsewhere:1/2"
     assert memory.MemoryConfig(redis_url="redis://x/0").resolved_redis_url({"REDIS_URL": "y"}) == "redis://x/0"
 
+
+
+async def test_a_lowered_max_messages_applies_to_a_longer_stored_history(stm_prefix: str) -> None:
+    """A replica with a smaller window (a rolling config change) cuts what it loads."""
+    wide = kernel(memory_config={"backend": "redis", "redis_url": REDIS_URL, "key_prefix": stm_prefix, "max_messages": 10})
+    async with kernel_client(wide) as client:
+        for text in ("a", "b", "c"):
+            await chat(client, text, conversation="low")
+    recorder = HookRecorder()
+    narrow = kernel(recorder=recorder,
+                    memory_config={"backend": "redis", "redis_url": REDIS_URL, "key_prefix": stm_prefix, "max_messages": 2})
+    async with kernel_client(narrow) as client:
+        await chat(client, "d", conversation="low")
+        assert seen_by_model(recorder) == [("user", "c"), ("assistant", "You said: c"), ("user", "d")]

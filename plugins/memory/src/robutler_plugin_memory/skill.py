@@ -149,7 +149,12 @@ class ShortTermMemory(Skill):
         turn.client_history = sends_history(own)
         if turn.client_history or not stored:
             return
-        stored = trim(stored, self.config.max_messages, self.config.max_tokens)
+        if len(stored) > self.config.max_messages:
+            # Every write keeps the window, so this only happens after max_messages was
+            # lowered (or another replica runs a larger one): cut it now rather than at
+            # the next write. Tokens are not re-estimated on every read: too costly for
+            # what it guards.
+            stored = trim(stored, self.config.max_messages, self.config.max_tokens)
         turn.pending = pending_calls(stored)
         answered_now = {m.tool_call_id for m in own if m.role == "tool" and m.tool_call_id}
         turn.history = for_model(stored, answered_now & turn.pending)
