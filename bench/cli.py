@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import procs, report
 from .procs import cpu_plan, machine_busy, wait_idle
 from .runner import Settings, run
 from .targets import DEFAULT_TARGETS, SCENARIOS, TARGETS, select
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap of requests per timed run")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (0.5 s runs, one round)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="nice value of the benchmark's processes; e.g. -10 (root) keeps other "
+                             "work on a shared machine from distorting the figures")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="first wait up to SECONDS for other processes to leave the CPUs idle")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -75,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.duration, settings.warmup, settings.rounds, settings.prime = 0.5, 0.2, 1, 0.3
     # SIGTERM ends the run like Ctrl-C: the process groups are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    procs.NICE = args.nice
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
         busy = wait_idle(report.BUSY_WARNING_PCT, args.wait_idle, progress) if args.wait_idle else machine_busy(0.5)
@@ -97,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settings": {"duration": settings.duration, "warmup": settings.warmup, "rounds": settings.rounds,
                          "concurrency": settings.concurrency, "scenarios": settings.scenarios,
                          "targets": {t.name: t.description for t in targets},
-                         "pinning": settings.plan.describe(), "busy_before_pct": round(busy, 1)},
+                         "pinning": settings.plan.describe(), "busy_before_pct": round(busy, 1), "nice": args.nice},
             "targets": {"throughput_ratio": report.THROUGHPUT_RATIO_TARGET, "added_p50_ms": report.ADDED_P50_TARGET_MS},
             "results": rows,
             "comparisons": report.comparisons(rows),

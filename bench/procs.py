@@ -60,17 +60,26 @@ def cpu_plan(pin: bool = True) -> CpuPlan:
     return CpuPlan({cores[0]}, {cores[1]}, rest)
 
 
-def pin(pid: int, cores: set[int] | None) -> None:
-    """Pin every thread of ``pid`` to ``cores`` (new threads inherit it)."""
-    if cores is None:
-        return
+#: The nice value of every process the benchmark starts (``--nice``; below 0 needs root).
+NICE = 0
+
+
+def _threads(pid: int) -> list[int]:
     try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
-        tids = [pid]
-    for tid in tids:
+        return [pid]
+
+
+def pin(pid: int, cores: set[int] | None) -> None:
+    """Pin every thread of ``pid`` to ``cores`` and give it the :data:`NICE` value (new
+    threads inherit both)."""
+    for tid in _threads(pid):
         try:
-            os.sched_setaffinity(tid, cores)
+            if cores is not None:
+                os.sched_setaffinity(tid, cores)
+            if NICE:
+                os.setpriority(os.PRIO_PROCESS, tid, NICE)
         except OSError:
             pass
 
