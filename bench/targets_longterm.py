@@ -11,7 +11,9 @@ the worst case for the relative overhead) that differ only in their memory:
   ``longterm-sqlite-write`` and ``longterm-postgres-write``: every request makes the model
   call ``remember`` (an upsert), then answer (two model rounds).
 
-Every request names the user (``"user": "bench-user"``). The targets are defined here
+Every request names the user (``"user": "bench-user"``). Before the load, the skill's own
+calls are timed in-process (wall and CPU microseconds per call): figures that the machine's
+other load moves much less than requests per second. The targets are defined here
 rather than in ``bench/targets.py`` so the harness stays plugin-agnostic. The PostgreSQL
 targets use ``$ROBUTLER_BENCH_PG_DSN`` (default the local test database) in a schema of
 their own, dropped at the end.
@@ -23,10 +25,12 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +100,9 @@ def postgres_config(name: str) -> dict[str, Any]:
     return {"backend": "postgres", "dsn": PG_DSN, "table": f"{pg_schema()}.{name.replace('-', '_')}"}
 
 
-def seed(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
-    """Fill the bench user's memory through the plugin's own backend code, before the
-    server starts: ``facts`` facts, three of which share words with the prompt."""
+async def seed_async(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
+    """Fill the bench user's memory through the plugin's own backend code: ``facts`` facts,
+    three of which share words with the prompt."""
     import msgspec
 
     from robutler_plugin_longterm import LongTermConfig
@@ -109,18 +113,19 @@ def seed(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
     scope = Scope(AGENT, user_key("param", BENCH_USER))  # as the request's `user` field
     matching = {"favourite benchmark": "the one with ten words", "request style": "please be brief",
                 "echo": "likes hearing words back"}
+    await backend.open()
+    try:
+        for i in range(facts - len(matching)):
+            await backend.put(scope, f"fact {i}", f"an unrelated detail number {i} about gardening", facts)
+        for key, value in matching.items():
+            await backend.put(scope, key, value, facts)
+    finally:
+        await backend.close()
 
-    async def fill() -> None:
-        await backend.open()
-        try:
-            for i in range(facts - len(matching)):
-                await backend.put(scope, f"fact {i}", f"an unrelated detail number {i} about gardening", facts)
-            for key, value in matching.items():
-                await backend.put(scope, key, value, facts)
-        finally:
-            await backend.close()
 
-    asyncio.run(fill())
+def seed(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
+    """:func:`seed_async`, before the server starts."""
+    asyncio.run(seed_async(config, facts))
 
 
 def read_config(make: Callable[[str], dict[str, Any]], name: str) -> Callable[[str], dict[str, Any]]:
@@ -173,23 +178,82 @@ LONGTERM_TARGETS: dict[str, Target] = {
 }
 
 
-def cleanup() -> None:
-    """Drop this run's schema and remove its files."""
+async def drop_schema() -> None:
+    """Drop this run's PostgreSQL schema, if one was used."""
     schema = _RUN.pop("schema", None)
     if schema:
         import asyncpg
 
-        async def drop() -> None:
-            conn = await asyncpg.connect(PG_DSN, timeout=10)
-            try:
-                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            finally:
-                await conn.close()
+        conn = await asyncpg.connect(PG_DSN, timeout=10)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
 
-        asyncio.run(drop())
+
+def cleanup() -> None:
+    """Drop this run's schema and remove its files."""
+    if "schema" in _RUN:
+        asyncio.run(drop_schema())
     directory = _RUN.pop("dir", None)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- in-process cost per operation ------------------------------------------------------------------
+
+
+async def measure(fn: Callable[[], Awaitable[Any]], seconds: float) -> tuple[float, float, int]:
+    """Median wall microseconds per call (batches of 20), CPU microseconds of this process per
+    call (every thread: the SQLite worker, pymilvus' threads), and the number of calls."""
+    for _ in range(20):
+        await fn()
+    batches: list[float] = []
+    calls, cpu = 0, time.process_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(batches) < 5:
+        started = time.perf_counter()
+        for _ in range(20):
+            await fn()
+        batches.append((time.perf_counter() - started) / 20 * 1e6)
+        calls += 20
+    return statistics.median(batches), (time.process_time() - cpu) / calls * 1e6, calls
+
+
+def _cases(skill: Any, ctx: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    writes = iter(range(10**9))
+    return [
+        ("inject (build_prompt: top 5 of 50)", lambda: skill.build_prompt(ctx)),
+        ("recall (full-text search)", lambda: skill.recall("favourite benchmark request", ctx)),
+        ("remember (upsert)", lambda: skill.remember("bench fact", f"value {next(writes)}", ctx)),
+        ("list_memories (50)", lambda: skill.list_memories(ctx)),
+    ]
+
+
+async def micro(seconds: float, backends: Sequence[str]) -> list[list[Any]]:
+    """Rows: backend, operation, wall us, cpu us, calls: the skill's own calls, no HTTP."""
+    import msgspec
+
+    from robutler_plugin_longterm import LongTermConfig, LongTermMemory
+    from robutler_specs import AgentSpec, Message, RequestContext
+
+    rows: list[list[Any]] = []
+    spec = AgentSpec(name=AGENT)
+    for name in backends:
+        config = (sqlite_config if name == "sqlite" else postgres_config)("micro")
+        await seed_async(config)
+        skill = LongTermMemory(
+            msgspec.convert({**config, "inject": {"enabled": True, "top_k": 5}}, LongTermConfig), spec
+        )
+        await skill.start()
+        ctx = RequestContext(spec, [Message(role="user", content=PROMPT)], params={"user": BENCH_USER})
+        try:
+            for label, fn in _cases(skill, ctx):
+                wall, cpu, calls = await measure(fn, seconds)
+                rows.append([name, label, round(wall), round(cpu), calls])
+        finally:
+            await skill.stop()
+    return rows
 
 
 # -- running and reporting (shared with bench.targets_vector) ------------------------------------
@@ -210,6 +274,7 @@ def build_parser(prog: str, description: str, names: Sequence[str]) -> argparse.
     parser.add_argument("--concurrency", type=ints, default=[1, 64])
     parser.add_argument("--scenarios", type=lambda s: s.split(","), default=["json", "stream"])
     parser.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    parser.add_argument("--no-load", dest="load", action="store_false", help="in-process figures only")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="first wait up to SECONDS for the machine to be idle")
     return parser
@@ -256,9 +321,18 @@ def run_targets(args: argparse.Namespace, known: dict[str, Target], extra_baseli
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("python -m bench.targets_longterm", (__doc__ or "").split("\n\n")[0], list(LONGTERM_TARGETS))
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per in-process case (default 2)")
     args = parser.parse_args(argv)
+    from .report import format_table
+
     try:
-        print(run_targets(args, LONGTERM_TARGETS, BASELINES))
+        backends = [b for b in ("sqlite", "postgres") if any(t.startswith(f"longterm-{b}") for t in args.targets)]
+        rows = asyncio.run(micro(0.3 if args.quick else args.seconds, backends))
+        print("long_term_memory, in-process: the skill's own calls, no HTTP (median of 20-call batches)\n")
+        print(format_table(["backend", "operation", "wall us", "cpu us", "calls"], rows))
+        if args.load:
+            print("\nunder load: robutler-kernel serve, scripted/echo, with and without long-term memory\n")
+            print(run_targets(args, LONGTERM_TARGETS, BASELINES))
     finally:
         cleanup()
     return 0
