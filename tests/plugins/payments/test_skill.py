@@ -10,8 +10,27 @@ from typing import Any
 
 from robutler_kernel.testing import kernel_client
 from robutler_plugin_payments.ledger import AccountRef, Ledger, hash_token
+from robutler_specs import FunctionCall, LLMCall, LLMResult, Message, Skill, ToolCall, Usage, hookimpl
 
 from .support import Shop, agent, chat, kernel, micro, user
+
+
+class SameIds(Skill):
+    """A provider that numbers its tool calls per turn (call_0 every round), as some do."""
+
+    name = "sameids"
+    provider = "sameids"
+
+    @hookimpl
+    def llm_complete(self, call: LLMCall) -> LLMResult | None:
+        if call.provider != self.provider:
+            return None
+        rounds = sum(1 for m in call.messages if m.role == "assistant")
+        if rounds < 2:
+            lookup = ToolCall(id="call_0", function=FunctionCall(name="lookup", arguments='{"item": "x"}'))
+            return LLMResult(message=Message(role="assistant", tool_calls=[lookup]), finish_reason="tool_calls",
+                             usage=Usage(1, 1, 2))
+        return LLMResult(message=Message(role="assistant", content="done"), usage=Usage(1, 1, 2))
 
 PRICED = {"scripted/*": {"prompt": 2, "completion": 4}}
 
@@ -73,6 +92,21 @@ async def test_fee_tokens_and_tool_add_up_exactly(payments_settings: dict[str, A
     detail = json.loads(charge.detail or "{}")
     assert detail["fee"] == "0.5" and detail["tools"] == [{"name": "lookup", "credits": "0.3"}]
     assert [c["model"] for c in detail["llm"]] == ["scripted/shop", "scripted/shop"]
+
+
+async def test_tool_calls_with_reused_ids_are_each_charged(
+    payments_settings: dict[str, Any], payments_admin: Ledger
+) -> None:
+    Shop.calls.clear()
+    await payments_admin.create_account("alice", micro(10))
+    config = agent(payments_settings, model="sameids/m", shop=True, request_fee=1, default_reservation=5, models={"*": {}})
+    config["skills"]["sameids"] = None
+    k = kernel({"bot": config}, SameIds)
+    async with kernel_client(k) as client:
+        response = await client.post("/bot/chat/completions", json=chat("go"), headers=user("alice"))
+    assert response.status_code == 200, response.text
+    assert Shop.calls == {"lookup": 2}
+    assert response.headers["X-Robutler-Cost"] == "1.6"
 
 
 async def test_authorized_amount_caps_the_reservation(payments_settings: dict[str, Any], payments_admin: Ledger) -> None:

@@ -38,7 +38,7 @@ from robutler_specs import (
 from .config import PaymentsConfig
 from .ledger import AccountNotFound, AccountRef, InsufficientCredits, Ledger, Settlement, hash_token
 from .meter import DONE, FAILED, Bill, Meter, PendingCall, ToolCharge, bill, estimate_prompt_tokens
-from .money import FINE, format_credits, to_float, to_micro
+from .money import FINE, fine_to_micro, format_credits, to_float, to_micro
 from .pricing import FREE, PriceTable
 from .shared import acquire_ledger, release_ledger
 
@@ -51,6 +51,12 @@ STATE_KEY = "payments"
 #: Attempts and pauses when the ledger fails while settling, before the settlement is
 #: handed to a background retry.
 SETTLE_PAUSES = (0.05, 0.25)
+
+
+def _call_key(inv: ToolInvocation) -> str:
+    # Some providers number tool calls per turn (call_0 in every round): the round keeps
+    # one round's charge from overwriting another's.
+    return f"{inv.round}:{inv.id}"
 
 
 class PaymentsSkill(Skill):
@@ -238,10 +244,11 @@ class PaymentsSkill(Skill):
         after_prompt = remaining - price.cost(prompt_tokens, 0)
         affordable = after_prompt // price.completion if price.completion else None
         if after_prompt < 0 or (affordable is not None and affordable < 1):
+            needed = fine_to_micro(price.cost(prompt_tokens, 1))
             raise PaymentRequired(
-                f"the {format_credits(meter.reserved)} credits reserved for this request are used up "
-                f"({format_credits(max(remaining // FINE, 0))} left; the next call to {call.model} needs more); "
-                f"send a larger X-Authorized-Amount",
+                f"the {format_credits(meter.reserved)} credits reserved for this request cannot pay for the "
+                f"next call to {call.model}: {format_credits(max(remaining // FINE, 0))} left, about "
+                f"{format_credits(needed)} needed; send a larger X-Authorized-Amount",
                 code="reservation_exhausted",
                 plugin=self.name,
             )
@@ -292,12 +299,12 @@ class PaymentsSkill(Skill):
                 plugin=self.name,
             )
         # Committed before the tool runs, so concurrent calls of one turn cannot overspend.
-        meter.tools[inv.id] = ToolCharge(inv.name, price)
+        meter.tools[_call_key(inv)] = ToolCharge(inv.name, price)
         return None
 
     def _record(self, ctx: RequestContext, inv: ToolInvocation, result: ToolResult) -> None:
         meter = self._meter(ctx)
-        charge = meter.tools.get(inv.id) if meter is not None else None
+        charge = meter.tools.get(_call_key(inv)) if meter is not None else None
         if charge is not None:
             charge.state = FAILED if result.is_error else DONE
 
