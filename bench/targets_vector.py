@@ -10,6 +10,8 @@ offline ``scripted/echo`` model that differ only in their memory, in one run:
   and searches the caller's :data:`SEEDED_DOCS` documents (among as many of another user);
 - writes: ``store-noop`` (a plain ``store_document`` function) beside
   ``vector-lite-write`` and ``vector-server-write``: every request stores a document.
+
+Before the load, the skill's own calls are timed in-process (wall and CPU microseconds).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from .targets import AGENT, PROMPT, Target
@@ -30,6 +32,7 @@ from .targets_longterm import (
     agent_config,
     build_parser,
     cleanup,
+    measure,
     run_dir,
     run_targets,
     user_body,
@@ -59,9 +62,9 @@ def server_uri(name: str) -> str:
     return _SERVER["uri"]
 
 
-def seed(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
+async def seed_async(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
     """Store ``docs`` documents for the bench user and as many for another user, through
-    the plugin's own code, before the server starts (and release milvus-lite's lock)."""
+    the plugin's own code (and release milvus-lite's lock afterwards)."""
     import msgspec
 
     from robutler_plugin_vector import HashingEmbedder, VectorConfig
@@ -71,21 +74,22 @@ def seed(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
     vector_config = msgspec.convert(config, VectorConfig)
     embedder = HashingEmbedder(vector_config.hash_dimensions)
     topics = ["gardening", "invoices", "travel", "recipes", "meetings", "music", "sports", "weather"]
+    store = MilvusStore(vector_config)
+    await store.start()
+    try:
+        await store.ensure(embedder.dimensions, embedder.identity)
+        for n, user in enumerate((BENCH_USER, "someone-else")):
+            scope = Scope(AGENT, user_key("param", user))  # as the request's `user` field
+            for i in range(docs):
+                text = f"note {i} about {topics[i % len(topics)]}: words the benchmark request may echo back"
+                await store.insert(scope, f"{n:x}{i:031x}", embedder.embed_one(text), text, {"n": i})
+    finally:
+        await store.stop()
 
-    async def fill() -> None:
-        store = MilvusStore(vector_config)
-        await store.start()
-        try:
-            await store.ensure(embedder.dimensions, embedder.identity)
-            for user in (BENCH_USER, "someone-else"):
-                scope = Scope(AGENT, user_key("param", user))  # as the request's `user` field
-                for i in range(docs):
-                    text = f"note {i} about {topics[i % len(topics)]}: words the benchmark request may echo back"
-                    await store.insert(scope, f"{i:032x}", embedder.embed_one(text), text, {"n": i})
-        finally:
-            await store.stop()
 
-    asyncio.run(fill())
+def seed(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
+    """:func:`seed_async`, before the server starts."""
+    asyncio.run(seed_async(config, docs))
 
 
 def read_skill_config(uri: Callable[[str], str], name: str) -> dict[str, Any]:
@@ -144,6 +148,42 @@ VECTOR_TARGETS: dict[str, Target] = {
 }
 
 
+# -- in-process cost per operation ------------------------------------------------------------------
+
+
+def _cases(skill: Any, ctx: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    return [
+        ("retrieve (build_prompt: top 3 of 200)", lambda: skill.build_prompt(ctx)),
+        ("search_memory (top 5)", lambda: skill.search_memory("notes about travel", ctx, 5)),
+        ("store_document", lambda: skill.store_document("a note the benchmark stores", ctx)),
+    ]
+
+
+async def micro(seconds: float, backends: list[str]) -> list[list[Any]]:
+    """Rows: backend, operation, wall us, cpu us (this process), calls: the skill's own calls."""
+    import msgspec
+
+    from robutler_plugin_vector import VectorConfig, VectorMemory
+    from robutler_specs import AgentSpec, Message, RequestContext
+
+    rows: list[list[Any]] = []
+    spec = AgentSpec(name=AGENT)
+    for name in backends:
+        config = read_skill_config(lite_uri if name == "milvus-lite" else server_uri, "docs_micro")
+        await seed_async(config)
+        skill = VectorMemory(msgspec.convert(config, VectorConfig), spec)
+        await skill.start()
+        ctx = RequestContext(spec, [Message(role="user", content=PROMPT)], params={"user": BENCH_USER})
+        assert await skill.build_prompt(ctx), "the seeded documents should be retrieved"
+        try:
+            for label, fn in _cases(skill, ctx):
+                wall, cpu, calls = await measure(fn, seconds)
+                rows.append([name, label, round(wall), round(cpu), calls])
+        finally:
+            await skill.stop()
+    return rows
+
+
 @contextlib.contextmanager
 def milvus_server() -> Iterator[str]:
     """``python -m milvus_lite server`` on a free loopback port, stopped on the way out."""
@@ -177,13 +217,24 @@ def milvus_server() -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("python -m bench.targets_vector", (__doc__ or "").split("\n\n")[0], list(VECTOR_TARGETS))
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per in-process case (default 2)")
     args = parser.parse_args(argv)
+    from .report import format_table
+
     try:
         with contextlib.ExitStack() as stack:
             if any(name.startswith("vector-server") for name in args.targets):
                 _SERVER["uri"] = stack.enter_context(milvus_server())
-            prepare(args.targets)
-            print(run_targets(args, VECTOR_TARGETS, VECTOR_BASELINES))
+            backends = [b for b, t in (("milvus-lite", "vector-lite"), ("milvus-server", "vector-server"))
+                        if any(n.startswith(t) for n in args.targets)]
+            rows = asyncio.run(micro(0.3 if args.quick else args.seconds, backends))
+            print("vector_memory, in-process: the skill's own calls, no HTTP, hashing embedder "
+                  "(median of 20-call batches; cpu: this process only)\n")
+            print(format_table(["backend", "operation", "wall us", "cpu us", "calls"], rows))
+            if args.load:
+                prepare(args.targets)
+                print("\nunder load: robutler-kernel serve, scripted/echo, with and without vector memory\n")
+                print(run_targets(args, VECTOR_TARGETS, VECTOR_BASELINES))
     finally:
         _SERVER.clear()
         cleanup()
