@@ -9,8 +9,9 @@ case for the relative overhead (a real model adds its latency to every row alike
 
 1. Throughput: ``--concurrency`` workers, each in its own conversation
    (``X-Conversation-Id``), send one user message per request for ``--duration``
-   seconds, targets alternating over ``--rounds``. Conversations fill their window within
-   the warm-up, so this is the steady state of long conversations.
+   seconds, targets alternating over ``--rounds``. Each conversation is played to 30 turns
+   first (more than the default window), so this is the steady state of long
+   conversations: every request loads and stores a full window.
 2. Turns: ``--conversations`` conversations of ``--turns`` - 1 turns are played first;
    then, one request at a time and interleaving the backends, the next turn of each is
    timed beside the first turn of a fresh conversation: the median latency of turn 100
@@ -50,6 +51,9 @@ TURN_TARGETS = ("none", "memory", "redis", "memory-unbounded", "redis-unbounded"
 UNBOUNDED = {"max_messages": 100_000, "max_tokens": None}
 
 PROMPT = "Benchmark turn: please echo these ten words back, thanks."
+#: Turns played in each throughput conversation before timing: more than the default
+#: window holds (50 messages = 25 turns).
+PREFILL_TURNS = 30
 
 
 def agents_config(redis_url: str, prefix: str) -> dict[str, Any]:
@@ -231,12 +235,32 @@ def _redis_process(url: str) -> Any:
     return None
 
 
-async def _load(url: str, agent: str, concurrency: int, warmup: float, duration: float,
+def _conversation(run: str, agent: str, concurrency: int, index: int) -> str:
+    """Worker ``index``'s conversation: the same in every round, so it stays full."""
+    return f"bench-{run}-{agent}-{concurrency}-{index}"
+
+
+async def _prefill(url: str, run: str, agent: str, concurrency: int, turns: int) -> None:
+    """Play ``turns`` turns in each worker's conversation (untimed): from the first timed
+    request on, every conversation holds a full window."""
+    parts = urlsplit(url)
+
+    async def fill(index: int) -> None:
+        conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
+        try:
+            for _ in range(turns):
+                await _turn(conn, agent, _conversation(run, agent, concurrency, index))
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(fill(i) for i in range(concurrency)))
+
+
+async def _load(url: str, run: str, agent: str, concurrency: int, warmup: float, duration: float,
                 watch: Sequence[Any] = ()) -> tuple[int, float, list[float], list[float]]:
     """Run the workers; returns (requests, seconds, latencies, CPU seconds of each
     ``watch`` process during the timed phase)."""
     parts = urlsplit(url)
-    run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     start_at = time.perf_counter() + warmup
     end_at = start_at + duration
@@ -248,7 +272,7 @@ async def _load(url: str, agent: str, concurrency: int, warmup: float, duration:
 
     async def worker(index: int) -> None:
         conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
-        conversation = f"bench-{run}-{index}"
+        conversation = _conversation(run, agent, concurrency, index)
         try:
             while time.perf_counter() < end_at:
                 measured = time.perf_counter() >= start_at
@@ -325,11 +349,13 @@ def turns_table(results: dict[str, tuple[list[float], list[float]]], turns: int)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.memory_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds of each timed run (default 3)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up before each run (default 1)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per target and concurrency, alternating (default 2)")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds of each timed run (default 1.5)")
+    parser.add_argument("--warmup", type=float, default=0.3, help="seconds of warm-up before each run (default 0.3)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="runs per target and concurrency, alternating: short runs, many rounds, so that "
+                             "other load on the machine hits every target alike (default 6)")
     parser.add_argument("--concurrency", default="1,16", help="workers, comma-separated (default 1,16)")
-    parser.add_argument("--conversations", type=int, default=30, help="conversations of the turn test (default 30)")
+    parser.add_argument("--conversations", type=int, default=50, help="conversations of the turn test (default 50)")
     parser.add_argument("--turns", type=int, default=100, help="turns of each conversation (default 100)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
@@ -361,13 +387,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if redis_process is not None:
                 watch.append(redis_process)
             rows = {(t, c): Throughput(t, c) for c in concurrency for t in THROUGHPUT_TARGETS}
+            run = uuid.uuid4().hex[:8]
+            log("filling each worker's conversation")
+            for c in concurrency:
+                for target in THROUGHPUT_TARGETS:
+                    asyncio.run(_prefill(server.url, run, target, c, PREFILL_TURNS))
             for round_ in range(args.rounds):
                 order = THROUGHPUT_TARGETS if round_ % 2 == 0 else tuple(reversed(THROUGHPUT_TARGETS))
                 for c in concurrency:
                     for target in order:
                         log(f"round {round_ + 1}/{args.rounds}: {target} x{c}")
                         n, seconds, latencies, cpu = asyncio.run(
-                            _load(server.url, target, c, args.warmup, args.duration, watch)
+                            _load(server.url, run, target, c, args.warmup, args.duration, watch)
                         )
                         row = rows[(target, c)]
                         row.requests += n
