@@ -42,6 +42,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=os.environ.get("ROBUTLER_LOG_LEVEL", server.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # HTTP client libraries log every upstream call at INFO: one line per request is
+    # noise at this level, and costs throughput. Their warnings still show.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     kernel = Kernel(config)
     metrics_port = start_metrics_server(
         server.metrics_port if args.metrics_port is None else args.metrics_port, host

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -44,6 +44,9 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar default_params: parameters sent with every call (``temperature``...); the
         request's own parameters win.
     :ivar embedding_model: the model ``robutler_embed`` uses when none is asked for.
+    :ivar http_client: the HTTP library under the SDK: ``aiohttp`` (the SDK's
+        ``DefaultAioHttpClient``; about a third less CPU per call, see docs) or ``httpx``
+        (the SDK's own default).
     """
 
     api_key: str = msgspec.field(default_factory=_env_api_key)
@@ -54,6 +57,7 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_retries: int = 2
     default_params: dict[str, Any] = {}
     embedding_model: str | None = None
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.connect_timeout <= 0:

@@ -38,6 +38,19 @@ def _retry_after(exc: openai.APIStatusError) -> dict[str, str]:
     return {"Retry-After": value} if value else {}
 
 
+def _root(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the connection could not be made at all. The SDK's aiohttp transport
+    reports a refused connection as a connect *timeout*; the root cause tells them apart."""
+    root = _root(exc)
+    return isinstance(root, ConnectionRefusedError) or type(root).__name__ == "ClientConnectorError"
+
+
 def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> RequestError:
     """The ``RequestError`` to raise for an exception from the SDK (or its HTTP client).
 
@@ -49,14 +62,14 @@ def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> R
     where = f"{model!r} at {base_url}"
     # The SDK's own errors cover sending the request; reading a stream's body raises the
     # HTTP library's (TimeoutException, TransportError) directly.
-    if isinstance(exc, (openai.APITimeoutError, TimeoutException)):
+    if isinstance(exc, (openai.APITimeoutError, TimeoutException)) and not _refused(exc):
         return ProviderTimeout(
             f"openai plugin: {where} did not answer within {timeout:g}s "
             "(raise the openai skill's timeout if the model is slow)",
             plugin=PLUGIN,
         )
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc
+    if isinstance(exc, openai.APIConnectionError) or _refused(exc):
+        cause = _root(exc)
         return ProviderError(
             f"openai plugin: cannot reach {base_url} ({type(cause).__name__}: {cause}); "
             "check the openai skill's base_url and that the server is running",
