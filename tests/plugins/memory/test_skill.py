@@ -101,6 +101,16 @@ async def test_the_v1_route_and_streams_are_remembered(stm_config: dict[str, Any
         assert seen_by_model(recorder)[:2] == [("user", "streamed hello"), ("assistant", "You said: streamed hello")]
 
 
+async def test_a_streamed_tool_turn_is_stored_like_a_json_one(stm_config: dict[str, Any]) -> None:
+    k = kernel(memory_config=stm_config)
+    async with kernel_client(k) as client:
+        response = await chat(client, "call lookup order=B2", conversation="st", stream=True)
+        assert response.status_code == 200 and "order B2 shipped" in response.text
+        history = await stored(k, "bot:c:anon:st")
+        assert roles(history) == ["user", "assistant", "tool", "assistant"]
+        assert history[-1].text() == "Tool lookup returned: order B2 shipped"
+
+
 async def test_a_failed_request_stores_nothing(stm_config: dict[str, Any]) -> None:
     scripts = {"flaky": [{"content": "fine"}, {"error": "upstream exploded"}]}
     k = kernel(memory_config=stm_config, model="scripted/flaky", scripts=scripts)
@@ -212,6 +222,15 @@ async def test_a_failing_tool_is_stored_as_the_error_the_model_saw(stm_config: d
         history = await stored(k, "bot:c:anon:e")
         assert roles(history) == ["user", "assistant", "tool", "assistant"]
         assert "boom" in history[2].text()
+
+
+async def test_a_call_to_an_unknown_tool_is_left_out(stm_config: dict[str, Any]) -> None:
+    """The kernel answers it without tool hooks; storing the call alone would break the pairs."""
+    scripts = {"confused": [{"tool_calls": [{"name": "no_such_tool"}]}, {"content": "sorry"}]}
+    k = kernel(memory_config=stm_config, model="scripted/confused", scripts=scripts)
+    async with kernel_client(k) as client:
+        assert answer(await chat(client, "hi", conversation="u")) == "sorry"
+        assert [(m.role, m.text()) for m in await stored(k, "bot:c:anon:u")] == [("user", "hi"), ("assistant", "sorry")]
 
 
 async def test_max_tool_rounds_stop_leaves_no_unanswered_call(stm_config: dict[str, Any]) -> None:
