@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,9 +17,11 @@ from robutler_plugin_payments.ledger import (
     AccountRef,
     InsufficientCredits,
     Ledger,
+    SQLiteLedger,
     UnknownReservation,
     hash_token,
 )
+from robutler_specs import ServiceUnavailable
 
 from .support import micro
 
@@ -189,3 +193,44 @@ async def test_transactions_newest_first_with_a_limit(payments_ledger: Ledger) -
     rows = await payments_ledger.transactions("alice", limit=3)
     assert [(t.amount, t.detail) for t in rows] == [(micro(5), "top-up 4"), (micro(4), "top-up 3"), (micro(3), "top-up 2")]
     assert await payments_ledger.ping() == payments_ledger.describe()
+
+
+async def test_operations_grouped_in_one_commit_fail_alone(payments_ledger: Ledger) -> None:
+    await payments_ledger.create_account("alice", micro(1))
+    results = await asyncio.gather(
+        *(payments_ledger.topup("alice", micro(1)) for _ in range(20)),
+        payments_ledger.create_account("alice", micro(5)),  # exists: rolled back alone
+        payments_ledger.topup("nobody", micro(1)),
+        *(payments_ledger.topup("alice", micro(1)) for _ in range(20)),
+        return_exceptions=True,
+    )
+    errors = [type(r).__name__ for r in results if isinstance(r, BaseException)]
+    assert errors == ["AccountExists", "AccountNotFound"]
+    assert await _state(payments_ledger) == (micro(41), 0, 0)
+    assert len(await payments_ledger.transactions("alice", 100)) == 41
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_settlement(payments_ledger: Ledger) -> None:
+    await payments_ledger.create_account("alice", micro(5))
+    await payments_ledger.reserve(alice(), "r1", micro(2), 0, ttl=60)
+    settling = asyncio.ensure_future(payments_ledger.settle("r1", micro(1)))
+    await asyncio.sleep(0)
+    settling.cancel()
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await payments_ledger.reservation("r1")).status == "held":  # type: ignore[union-attr]
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert await _state(payments_ledger) == (micro(4), 0, micro(1))
+
+
+async def test_sqlite_file_that_cannot_be_opened_is_503_until_it_can(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    ledger = SQLiteLedger(str(blocker / "ledger.sqlite3"))
+    with pytest.raises(ServiceUnavailable) as down:
+        await ledger.open()
+    assert "sqlite file" in down.value.message and "skills.payments.path" in down.value.message
+    blocker.unlink()
+    await ledger.open()  # the worker reconnects
+    assert (await ledger.create_account("alice", micro(1))).available == micro(1)
+    await ledger.close()

@@ -233,7 +233,8 @@ class Ledger(abc.ABC):
 
         Idempotent: settling (or releasing) a closed reservation changes nothing. A
         reservation that expired meanwhile is charged from ``available`` (at most what
-        is there), so a slow request is not free.
+        is there), so a slow request is not free. A caller cancelled while settling does
+        not cancel the settlement: it runs to the end.
 
         :raises UnknownReservation: no reservation with that id.
         """

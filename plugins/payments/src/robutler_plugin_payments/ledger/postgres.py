@@ -208,6 +208,7 @@ class PostgresLedger(Ledger):
         self.pool_size = pool_size
         self.timeout = timeout
         self._pool: Any = None
+        self._closing: set[asyncio.Task[Settlement]] = set()
         self._open_lock = asyncio.Lock()
         s = f'"{schema}"'
         self._sql = {
@@ -287,6 +288,8 @@ class PostgresLedger(Ledger):
         await self.expire()
 
     async def close(self) -> None:
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=self.timeout)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -451,11 +454,19 @@ class PostgresLedger(Ledger):
 
         return await self._run(slow)
 
+    async def _shielded(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
+        # A caller cancelled mid-settlement (client gone) must not leave it half-sent: the
+        # settlement runs to the end in its own task, as it does in the SQLite worker.
+        task = asyncio.ensure_future(self._close(request_id, cost, detail, charge))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return await asyncio.shield(task)
+
     async def settle(self, request_id: str, cost: int, detail: str | None = None) -> Settlement:
-        return await self._close(request_id, cost, detail, True)
+        return await self._shielded(request_id, cost, detail, True)
 
     async def release(self, request_id: str) -> Settlement:
-        return await self._close(request_id, 0, None, False)
+        return await self._shielded(request_id, 0, None, False)
 
     async def reservation(self, request_id: str) -> Reservation | None:
         async def op(conn: Any) -> Reservation | None:

@@ -1,21 +1,19 @@
 """The embedded ledger: SQLite through the standard library, in one worker thread.
 
-Every operation is one ``BEGIN IMMEDIATE`` transaction (it takes the database's write
-lock at once, so a read-then-update cannot interleave with another writer, in this
-process or another one on the same file). The single worker thread serialises this
-process's operations without blocking the event loop; WAL mode and ``busy_timeout``
-let several processes share the file.
+Every operation runs inside a ``BEGIN IMMEDIATE`` transaction (it takes the database's
+write lock at once, so a read-then-update cannot interleave with another writer, in this
+process or another one on the same file). One worker thread per ledger owns the
+connection and groups the operations queued meanwhile into one commit
+(:mod:`.sqlite_worker`); the event loop never blocks. WAL mode and ``busy_timeout`` let
+several processes share the file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from robutler_specs import ServiceUnavailable
@@ -43,6 +41,7 @@ from .base import (
     UnknownReservation,
     split,
 )
+from .sqlite_worker import GroupCommitWorker
 
 T = TypeVar("T")
 
@@ -103,9 +102,7 @@ class SQLiteLedger(Ledger):
         super().__init__(clock)
         self.path = path
         self.timeout = timeout
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._worker: GroupCommitWorker | None = None
 
     def describe(self) -> str:
         return f"sqlite file {self.path}"
@@ -120,45 +117,37 @@ class SQLiteLedger(Ledger):
         )
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        """Open the file (in the worker thread) and create the schema if needed."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a commit is durable once the WAL is synced at checkpoint;
+            # NORMAL in WAL mode: commits are not synced one by one, the WAL is at checkpoints;
             # a power cut may lose the last commits but never corrupts the ledger.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(SCHEMA)
-            self._conn = conn
-        return self._conn
-
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (in the worker thread)."""
-        with self._lock:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="payments-sqlite")
-        loop = asyncio.get_running_loop()
+        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction of the worker thread (grouped with
+        whatever else is queued: :mod:`.sqlite_worker`)."""
+        if self._worker is None:
+            self._worker = GroupCommitWorker(self._connect)
         try:
-            return await loop.run_in_executor(self._executor, self._tx, fn)
+            result: T = await self._worker.submit(fn)
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
             raise  # a bug, not an outage: a 500 that names the plugin
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         except OSError as exc:
             raise self._unavailable(exc) from exc
+        return result
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -166,18 +155,9 @@ class SQLiteLedger(Ledger):
         await self.expire()
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_conn)
-            executor.shutdown(wait=True)
-        else:
-            self._close_conn()
-
-    def _close_conn(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.close()
 
     async def ping(self) -> str:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
