@@ -3,6 +3,7 @@ milvus-lite (and on a Milvus-protocol server over http)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 from pathlib import Path
@@ -151,3 +152,31 @@ async def test_each_user_source_is_its_own_namespace(tmp_path: Path) -> None:
         await store(client, "bot", "alice", "claimed in the user field")
         claimed = await search(client, "bot", "alice", "from the proxy claimed in the user field", top_k=5)
     assert [h["text"] for h in claimed] == ["claimed in the user field"]
+
+
+async def test_concurrent_first_requests_create_the_collection_once(tmp_path: Path) -> None:
+    kernel = vector_kernel({"bot": {"uri": str(tmp_path / "v.db")}})
+    async with kernel_client(kernel) as client:
+        ids = await asyncio.gather(*(store(client, "bot", f"user{i % 3}", f"parallel note {i}") for i in range(8)))
+        assert len(set(ids)) == 8
+        found = await search(client, "bot", "user0", "parallel note", top_k=10)
+    assert len(found) == 3  # user0 stored notes 0, 3 and 6
+
+
+async def test_a_long_document_is_stored_and_found(tmp_path: Path) -> None:
+    long_text = " ".join(f"word{i}" for i in range(700)) + " zebra crossing"  # hashed off the event loop
+    kernel = vector_kernel({"bot": {"uri": str(tmp_path / "v.db")}})
+    async with kernel_client(kernel) as client:
+        doc = await store(client, "bot", "u", long_text)
+        await store(client, "bot", "u", "a short unrelated note")
+        hits = await search(client, "bot", "u", long_text, top_k=1)  # a long query: hashed off the loop too
+    assert hits[0]["id"] == doc and hits[0]["text"] == long_text and hits[0]["score"] > 0.99
+
+
+async def test_documents_survive_milvus_lite_flushes(tmp_path: Path) -> None:
+    kernel = vector_kernel({"bot": {"uri": str(tmp_path / "v.db"), "lite_flush_every": 2}})
+    async with kernel_client(kernel) as client:
+        ids = [await store(client, "bot", "u", f"flushed note {i}") for i in range(5)]
+        assert "Deleted" in await chat(client, "bot", f"call delete_document id={ids[0]}", user="u")
+        found = {h["id"] for h in await search(client, "bot", "u", "flushed note", top_k=10)}
+    assert found == set(ids[1:])

@@ -59,6 +59,8 @@ class VectorConfig(msgspec.Struct, forbid_unknown_fields=True):
     :ivar max_top_k: the most results one search may ask for.
     :ivar max_document_chars: longest document accepted.
     :ivar max_metadata_bytes: largest metadata accepted, as JSON.
+    :ivar lite_flush_every: milvus-lite only: flush after this many inserts (0: never),
+        so searches do not slow down as unflushed documents pile up.
     :ivar timeout: seconds any one Milvus call (and connecting) may take.
     :ivar retry_interval: seconds between attempts to reach a Milvus that was down.
     """
@@ -78,6 +80,7 @@ class VectorConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_top_k: int = 20
     max_document_chars: int = 8000
     max_metadata_bytes: int = 4096
+    lite_flush_every: int = 128
     timeout: float = 10.0
     retry_interval: float = 1.0
 
@@ -100,6 +103,8 @@ class VectorConfig(msgspec.Struct, forbid_unknown_fields=True):
         # Milvus VARCHAR is at most 65535 bytes; 4 bytes per character in the worst case.
         if not 1 <= self.max_document_chars <= 16000:
             raise ValueError("max_document_chars must be between 1 and 16000")
+        if self.lite_flush_every < 0:
+            raise ValueError("lite_flush_every must be 0 (never) or more")
         if self.max_top_k < 1 or self.max_metadata_bytes < 2:
             raise ValueError("max_top_k must be at least 1 and max_metadata_bytes at least 2")
         if self.timeout <= 0 or self.retry_interval < 0:

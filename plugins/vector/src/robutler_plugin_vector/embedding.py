@@ -7,6 +7,7 @@ works with no keys and no network; a provider plugin (openai) gives real embeddi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -16,6 +17,9 @@ from itertools import pairwise
 from robutler_specs import RequestError, ServiceUnavailable
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+#: Texts longer than this (in all) are hashed in a worker thread, not on the event loop.
+INLINE_CHARS = 4000
 
 #: Bigrams weigh less than words: they sharpen the ranking of close paraphrases without
 #: letting word order dominate.
@@ -95,7 +99,7 @@ class Embeddings:
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, from the chosen embedder."""
         if self.chosen == "hashing":
-            return self.hashing.embed(texts)
+            return await self._hash(texts)
         vectors = await self._provider(texts)
         if vectors is None:
             if self.mode == "provider" or self.chosen == "provider":
@@ -109,9 +113,14 @@ class Embeddings:
                     plugin="vector_memory",
                 )
             self.chosen = "hashing"
-            return self.hashing.embed(texts)
+            return await self._hash(texts)
         self.chosen = "provider"
         return vectors
+
+    async def _hash(self, texts: list[str]) -> list[list[float]]:
+        if sum(len(t) for t in texts) <= INLINE_CHARS:  # microseconds: a thread hop costs more
+            return self.hashing.embed(texts)
+        return await asyncio.to_thread(self.hashing.embed, texts)
 
     async def _provider(self, texts: list[str]) -> list[list[float]] | None:
         if self.kernel_embed is None:

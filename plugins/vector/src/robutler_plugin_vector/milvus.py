@@ -8,12 +8,14 @@ scope index) is created on first use, with the dimension of the first vectors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import importlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +39,18 @@ OUTPUT_FIELDS = ["text", "metadata", "created_ms"]
 # last skill using it stops, so the directory is unlocked for other processes.
 _lite_users: dict[str, int] = {}
 _lite_lock = threading.Lock()
+
+
+class _LiteWrites:
+    """Per milvus-lite directory: writes one at a time (its engine does not support
+    concurrent writes to a collection), and a count of inserts since the last flush."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inserts = 0
+
+
+_lite_writes: dict[str, _LiteWrites] = {}
 
 
 def hex_literal(value: str) -> str:
@@ -86,6 +100,7 @@ class MilvusStore:
         self._dimension: int | None = None
         self._embedder: str | None = None
         self._lock = asyncio.Lock()
+        self._ensure_lock = asyncio.Lock()
         self._last_attempt = float("-inf")
         self._last_error: str | None = None
         self._lite_path: str | None = None
@@ -132,6 +147,8 @@ class MilvusStore:
                 return self._client
             if time.monotonic() - self._last_attempt < self.config.retry_interval and self._last_error:
                 raise self.unavailable(self._last_error)
+            # pymilvus takes seconds to import: not part of the time Milvus has to answer
+            await asyncio.to_thread(importlib.import_module, "pymilvus")
             self._last_attempt = time.monotonic()
             try:
                 async with asyncio.timeout(self.config.timeout):
@@ -191,15 +208,18 @@ class MilvusStore:
         it, and refuse vectors of another size than the collection holds."""
         if self._dimension == dimension and self._embedder == embedder:
             return
-        existing = await self._call(_ensure_collection, self.config, dimension)
-        if existing != dimension:
-            raise self.unavailable(
-                f"collection {self.config.collection} holds {existing}-dimensional vectors but the "
-                f"embedder ({embedder}) makes {dimension}-dimensional ones; set "
-                "skills.vector_memory.collection to a new name (or go back to the embedder "
-                "that filled it: skills.vector_memory.embedder / embedding_model)"
-            )
-        self._dimension, self._embedder = dimension, embedder
+        async with self._ensure_lock:  # the first requests arrive together: one creates
+            if self._dimension == dimension and self._embedder == embedder:
+                return
+            existing = await self._call(_ensure_collection, self.config, dimension)
+            if existing != dimension:
+                raise self.unavailable(
+                    f"collection {self.config.collection} holds {existing}-dimensional vectors but the "
+                    f"embedder ({embedder}) makes {dimension}-dimensional ones; set "
+                    "skills.vector_memory.collection to a new name (or go back to the embedder "
+                    "that filled it: skills.vector_memory.embedder / embedding_model)"
+                )
+            self._dimension, self._embedder = dimension, embedder
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -209,7 +229,31 @@ class MilvusStore:
             "id": doc_id, "vector": vector, "scope": scope.key, "namespace": scope.namespace,
             "user": scope.user, "text": text, "metadata": metadata, "created_ms": int(time.time() * 1000),
         }
-        await self._call(lambda c: c.insert(self.config.collection, [row], timeout=self.config.timeout))
+        config = self.config
+
+        def run(client: Any) -> None:
+            with self._writing() as writes:
+                client.insert(config.collection, [row], timeout=config.timeout)
+                if writes is not None and config.lite_flush_every:
+                    writes.inserts += 1
+                    # milvus-lite keeps new rows in a memtable that every search copies until
+                    # it holds 128 MB: flushing it now and then keeps searches fast.
+                    if writes.inserts >= config.lite_flush_every:
+                        client.flush(config.collection, timeout=config.timeout)
+                        writes.inserts = 0
+
+        await self._call(run)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[_LiteWrites | None]:
+        """Hold the milvus-lite write lock of this directory (nothing for a server)."""
+        if self._lite_path is None:
+            yield None
+            return
+        with _lite_lock:
+            writes = _lite_writes.setdefault(self._lite_path, _LiteWrites())
+        with writes.lock:
+            yield writes
 
     async def search(self, scope: Scope, vector: list[float], limit: int) -> list[Hit]:
         """The ``limit`` nearest documents of ``scope``, most similar first."""
@@ -237,11 +281,12 @@ class MilvusStore:
         where = f"scope == {hex_literal(scope.key)} and id == {hex_literal(doc_id)}"
 
         def run(client: Any) -> bool:
-            found = client.query(config.collection, filter=where, output_fields=["id"], timeout=config.timeout)
-            if not found:
-                return False
-            client.delete(config.collection, filter=where, timeout=config.timeout)
-            return True
+            with self._writing():
+                found = client.query(config.collection, filter=where, output_fields=["id"], timeout=config.timeout)
+                if not found:
+                    return False
+                client.delete(config.collection, filter=where, timeout=config.timeout)
+                return True
 
         return await self._call(run)
 
@@ -291,6 +336,7 @@ def _release_lite(path: str) -> None:
         if _lite_users[path] > 0:
             return
         del _lite_users[path]
+        _lite_writes.pop(path, None)
     try:
         from milvus_lite.server_manager import server_manager_instance
     except ImportError:  # another milvus-lite generation: it cleans up at exit
