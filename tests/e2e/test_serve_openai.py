@@ -256,3 +256,17 @@ def test_sigint_shuts_down_cleanly(upstream: FakeOpenAI, tmp_path: Path) -> None
 
 def _unused(*_: Any) -> None:
     """Keeps type checkers quiet about fixtures used only for their effects."""
+
+
+def test_chat_command_streams_from_a_running_server(server: Server) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "robutler_kernel.cli", "chat", "offline", "--url", server.url, "--message", "over the wire"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "offline> You said: over the wire" in result.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "robutler_kernel.cli", "chat", "nobody", "--url", server.url, "--message", "x"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert missing.returncode == 1 and "error (404)" in missing.stderr
