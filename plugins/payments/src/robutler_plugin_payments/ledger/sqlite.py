@@ -240,7 +240,8 @@ class SQLiteLedger(Ledger):
 
     def _expire(self, conn: sqlite3.Connection, account_id: str | None) -> int:
         now = self.clock()
-        where, args = "status = 'held' AND expires_at < ?", [now]
+        where = "status = 'held' AND expires_at < ?"
+        args: list[object] = [now]
         if account_id is not None:
             where, args = "account_id = ? AND " + where, [account_id, now]
         rows = conn.execute(
