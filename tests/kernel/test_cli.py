@@ -62,3 +62,18 @@ def test_chat_streams_one_message_in_process(capsys) -> None:  # type: ignore[no
 def test_chat_unknown_agent_fails(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["chat", "nobody", "--message", "x"]) == 1
     assert "no agent named 'nobody'" in capsys.readouterr().err
+
+
+def test_new_plugin_scaffold_passes_its_own_test(tmp_path: Path) -> None:
+    assert main(["new-plugin", "weather-now", "--dir", str(tmp_path)]) == 0
+    root = tmp_path / "weather-now"
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '[project.entry-points."robutler.plugins"]\nweather_now = "robutler_plugin_weather_now"' in pyproject
+    env = {**__import__("os").environ, "PYTHONPATH": str(root / "src")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", str(root / "tests")],
+        capture_output=True, text=True, env=env, cwd=root, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert main(["new-plugin", "weather-now", "--dir", str(tmp_path)]) == 1  # never overwrites

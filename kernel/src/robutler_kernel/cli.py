@@ -1,4 +1,4 @@
-"""``robutler-kernel``: serve | plugins | check | chat."""
+"""``robutler-kernel``: serve | plugins | check | chat | new-plugin, and plugin commands."""
 
 from __future__ import annotations
 
@@ -127,6 +127,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(chat_local(_load(args.config), args.agent, messages, once=args.message))
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    """Scaffold a plugin package: pyproject with the entry point, a skill, a test."""
+    from pathlib import Path
+
+    from .scaffold import create_plugin
+
+    try:
+        root = create_plugin(args.name, Path(args.dir))
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"created {root}\nnext: pip install -e '{root}[test]' && pytest {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``robutler-kernel`` (plugin commands are dispatched before it)."""
     parser = argparse.ArgumentParser(
@@ -158,10 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", help="chat with a running server instead (http://host:port)")
     chat.add_argument("--message", "-m", help="send one message and exit")
     chat.set_defaults(func=cmd_chat)
+
+    new = sub.add_parser("new-plugin", help="create a plugin package to start from")
+    new.add_argument("name", help="plugin name, e.g. weather")
+    new.add_argument("--dir", default=".", help="where to create it (default: here)")
+    new.set_defaults(func=cmd_new_plugin)
     return parser
 
 
-BUILTIN = {"serve", "plugins", "check", "chat"}
+BUILTIN = {"serve", "plugins", "check", "chat", "new-plugin"}
 
 
 def plugin_commands(registry: Any = None) -> dict[str, tuple[str, Any]]:
