@@ -119,3 +119,29 @@ def test_error_mid_stream_is_an_error_event_then_done() -> None:
         except openai.APIError as exc:
             assert "upstream hung up" in str(exc)
     assert "partial " in received
+
+
+def test_a_stream_cut_short_is_still_metered() -> None:
+    Endless.closed.clear()
+    records: list[Any] = []
+
+    class Meter(Skill):
+        name = "meter"
+
+        @hookimpl
+        def finalize_connection(self, ctx: RequestContext) -> None:
+            records.extend(ctx.usage)
+
+    kernel = make_kernel({"forever": {"model": "endless/x", "skills": {"endless": None, "meter": None}}}, plugins=[scripted, Endless, Meter])
+
+    async def main() -> None:
+        await kernel.startup()
+        chunks = kernel.agent("forever").run_streaming([{"role": "user", "content": "go"}])
+        for _ in range(4):
+            await chunks.__anext__()
+        await chunks.aclose()
+
+    asyncio.run(main())
+    (record,) = records
+    assert record.kind == "llm" and record.ok is False and record.estimated
+    assert record.completion_tokens > 0 and "ended early" in (record.error or "")

@@ -417,19 +417,35 @@ class Agent:
                     for choice in chunk.choices:
                         if choice.delta.content:
                             yield Delta(content=choice.delta.content)
-        except RequestError:
+        except RequestError as exc:
+            self._record_partial(ctx, call, assembler, started, exc)
             raise
         except Exception as exc:
+            self._record_partial(ctx, call, assembler, started, exc)
             raise ProviderError(
                 f"provider {call.provider!r} failed while streaming {call.model!r}: "
                 f"{type(exc).__name__}: {exc}",
                 plugin=call.provider,
             ) from exc
+        except BaseException as exc:  # the client went away (GeneratorExit, CancelledError)
+            self._record_partial(ctx, call, assembler, started, exc)
+            raise
         result = assembler.result()
         self._record(ctx, call, result, started)
         yield result
 
-    def _record(self, ctx: RequestContext, call: LLMCall, result: LLMResult, started: float) -> None:
+    def _record_partial(
+        self, ctx: RequestContext, call: LLMCall, assembler: StreamAssembler, started: float, exc: BaseException
+    ) -> None:
+        """Meter a stream that ended early: what was produced, estimated unless the
+        provider already reported usage (so pricing skills can bill what was delivered)."""
+        partial = assembler.result()
+        self._record(ctx, call, partial, started, ok=False, error=f"stream ended early: {type(exc).__name__}")
+
+    def _record(
+        self, ctx: RequestContext, call: LLMCall, result: LLMResult, started: float,
+        *, ok: bool = True, error: str | None = None,
+    ) -> None:
         usage = result.usage
         if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
             usage = result.usage = estimate_usage(call.messages, result.message)
@@ -442,6 +458,8 @@ class Agent:
                 completion_tokens=usage.completion_tokens,
                 estimated=bool(usage.estimated),
                 attempt=call.attempt,
+                ok=ok,
+                error=error,
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
         )

@@ -121,6 +121,10 @@ class Kernel:
                 self.agents[name] = spec
         return agent
 
+    def plugin_settings(self, name: str) -> Mapping[str, Any]:
+        """The ``plugins.<name>`` section of the config (``{}`` when absent)."""
+        return self.config.plugins.get(name, {})
+
     async def embed(self, texts: Iterable[str], model: str | None = None) -> list[list[float]] | None:
         """Embed texts through the first plugin whose ``robutler_embed`` answers."""
         result: list[list[float]] | None = await self.hooks.first("robutler_embed", texts=list(texts), model=model)

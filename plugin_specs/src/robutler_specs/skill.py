@@ -29,6 +29,10 @@ class KernelAPI(Protocol):
     @property
     def state(self) -> dict[str, Any]: ...
 
+    def plugin_settings(self, name: str) -> Mapping[str, Any]:
+        """The ``plugins.<name>`` section of the kernel config (``{}`` when absent)."""
+        ...
+
     async def embed(self, texts: list[str], model: str | None = None) -> list[list[float]] | None:
         """Embed texts through the first plugin whose ``robutler_embed`` answers."""
         ...
