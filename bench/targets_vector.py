@@ -83,6 +83,7 @@ async def seed_async(config: dict[str, Any], docs: int = SEEDED_DOCS) -> None:
             for i in range(docs):
                 text = f"note {i} about {topics[i % len(topics)]}: words the benchmark request may echo back"
                 await store.insert(scope, f"{n:x}{i:031x}", embedder.embed_one(text), text, {"n": i})
+        await store.flush()  # as a server would have sealed them by the time of the load
     finally:
         await store.stop()
 

@@ -255,6 +255,10 @@ class MilvusStore:
         with writes.lock:
             yield writes
 
+    async def flush(self) -> None:
+        """Seal what was inserted (Milvus flushes by itself; this is for bulk loads)."""
+        await self._call(lambda c: c.flush(self.config.collection, timeout=self.config.timeout))
+
     async def search(self, scope: Scope, vector: list[float], limit: int) -> list[Hit]:
         """The ``limit`` nearest documents of ``scope``, most similar first."""
         config = self.config
