@@ -28,13 +28,9 @@ import argparse
 import asyncio
 import json
 import os
-import queue
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -42,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from robutler_kernel.testing import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,52 +84,9 @@ def config_text(redis_url: str, prefix: str) -> str:
 # -- the server --------------------------------------------------------------------------
 
 
-class Server:
-    """``robutler-kernel serve`` in its own process group; every wait is bounded."""
-
-    def __init__(self, config: Path, cores: set[int] | None) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ROBUTLER_LOAD_PLUGINS": "scripted,memory"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "robutler_kernel.cli", "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-            start_new_session=True,
-        )
-        if cores and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(self.process.pid, cores)
-        self.output: list[str] = []
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                self.output.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        while True:
-            try:
-                line = lines.get(timeout=60)
-            except queue.Empty:
-                line = None
-            if line is None:
-                self.stop()
-                raise RuntimeError("robutler-kernel serve did not start:\n" + "".join(self.output))
-            if line.startswith("Robutler serving"):
-                self.url = line.rsplit(" at ", 1)[1].strip()
-                return
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-
-# -- a minimal HTTP/1.1 keep-alive client ---------------------------------------------------------
+def Server(config: Path, cores: set[int] | None) -> ServeProcess:
+    """``robutler-kernel serve`` with the plugins this benchmark needs, pinned to ``cores``."""
+    return ServeProcess(config, plugins=["scripted", "memory"], cwd=ROOT, cores=cores, timeout=60)
 
 
 class Connection:

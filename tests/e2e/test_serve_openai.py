@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from robutler_kernel.testing import FakeOpenAI
+from robutler_kernel.testing import FakeOpenAI, ServeProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -50,41 +48,9 @@ agents:
     )
 
 
-class Server:
-    """A ``robutler-kernel serve`` subprocess."""
-
-    def __init__(self, config: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "robutler_kernel.cli", "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        self.output: list[str] = []
-        deadline = time.monotonic() + 30
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if line.startswith("Robutler serving"):
-                self.url = line.rsplit(" at ", 1)[1].strip()
-            if line.lstrip().startswith("curl "):  # the last line of the banner
-                return
-        self.stop()
-        raise RuntimeError("robutler-kernel serve did not start:\n" + "".join(self.output))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+def start_server(config: Path) -> ServeProcess:
+    """The server under test: only this project's two model plugins, tools from the repo."""
+    return ServeProcess(config, env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +60,10 @@ def upstream() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def server(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     config = tmp_path_factory.mktemp("e2e") / "robutler.yaml"
     write_config(config, upstream.base_url)
-    running = Server(config)
+    running = start_server(config)
     yield running
     running.stop()
 
@@ -109,14 +75,14 @@ def fake(upstream: FakeOpenAI) -> FakeOpenAI:
 
 
 @pytest.fixture
-def client(server: Server) -> openai.OpenAI:
+def client(server: ServeProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
 
 
-def test_serve_prints_the_url_and_a_curl_line(server: Server) -> None:
+def test_serve_prints_the_url_and_a_curl_line(server: ServeProcess) -> None:
     text = "".join(server.output)
     assert f"{server.url}/assistant/chat/completions  (openai/gpt-4o-mini)" in text
-    assert server.output[-1].strip().startswith(f"curl {server.url}/assistant/chat/completions")
+    assert any(line.strip().startswith(f"curl {server.url}/assistant/chat/completions") for line in server.output)
 
 
 def test_completion(client: openai.OpenAI, fake: FakeOpenAI) -> None:
@@ -191,7 +157,7 @@ def test_client_tool_round_trip_streaming(client: openai.OpenAI, fake: FakeOpenA
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
-def test_malformed_json_is_400(server: Server) -> None:
+def test_malformed_json_is_400(server: ServeProcess) -> None:
     response = httpx.post(f"{server.url}/assistant/chat/completions", content=b"{oops", headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
 
@@ -207,7 +173,7 @@ def test_unknown_agent_is_404(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="nobody", messages=[{"role": "user", "content": "x"}])
 
 
-def test_body_too_large_is_413(server: Server) -> None:
+def test_body_too_large_is_413(server: ServeProcess) -> None:
     response = httpx.post(f"{server.url}/assistant/chat/completions", json={"messages": [{"role": "user", "content": "x" * 10_000}]})
     assert response.status_code == 413 and "max_body_bytes" in response.json()["error"]["message"]
 
@@ -227,7 +193,7 @@ def test_provider_timeout_is_504(client: openai.OpenAI, fake: FakeOpenAI) -> Non
     assert caught.value.status_code == 504
 
 
-def test_disconnect_mid_stream_cancels_the_upstream_request(server: Server, fake: FakeOpenAI) -> None:
+def test_disconnect_mid_stream_cancels_the_upstream_request(server: ServeProcess, fake: FakeOpenAI) -> None:
     fake.add_reply("a b c d e f g h i j k l", chunk_delay=0.2)
     with httpx.stream(
         "POST", f"{server.url}/assistant/chat/completions",
@@ -239,7 +205,7 @@ def test_disconnect_mid_stream_cancels_the_upstream_request(server: Server, fake
     assert fake.wait_cancelled(5), "the upstream request was not cancelled when the client left"
 
 
-def test_offline_agent_on_the_same_server(server: Server) -> None:
+def test_offline_agent_on_the_same_server(server: ServeProcess) -> None:
     client = openai.OpenAI(base_url=f"{server.url}/offline", api_key="unused")
     reply = client.chat.completions.create(model="offline", messages=[{"role": "user", "content": "ping"}])
     assert reply.choices[0].message.content == "You said: ping"
@@ -248,7 +214,7 @@ def test_offline_agent_on_the_same_server(server: Server) -> None:
 def test_sigint_shuts_down_cleanly(upstream: FakeOpenAI, tmp_path: Path) -> None:
     config = tmp_path / "robutler.yaml"
     write_config(config, upstream.base_url)
-    server = Server(config)
+    server = start_server(config)
     assert httpx.get(f"{server.url}/health").json()["status"] == "healthy"
     server.stop()
     assert server.process.returncode == 0
@@ -258,7 +224,7 @@ def _unused(*_: Any) -> None:
     """Keeps type checkers quiet about fixtures used only for their effects."""
 
 
-def test_chat_command_streams_from_a_running_server(server: Server) -> None:
+def test_chat_command_streams_from_a_running_server(server: ServeProcess) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "robutler_kernel.cli", "chat", "offline", "--url", server.url, "--message", "over the wire"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,

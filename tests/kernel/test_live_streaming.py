@@ -145,3 +145,16 @@ def test_a_stream_cut_short_is_still_metered() -> None:
     (record,) = records
     assert record.kind == "llm" and record.ok is False and record.estimated
     assert record.completion_tokens > 0 and "ended early" in (record.error or "")
+
+
+def test_serve_process_helper_starts_and_stops_a_real_server(tmp_path: Any) -> None:
+    import httpx
+
+    from robutler_kernel.testing import ServeProcess
+
+    config = tmp_path / "robutler.yaml"
+    config.write_text("server: {metrics_port: null}\nagents:\n  echo: {model: scripted/echo}\n")
+    with ServeProcess(config, plugins=["scripted"]) as server:
+        reply = httpx.post(f"{server.url}/echo/chat/completions", json={"messages": [{"role": "user", "content": "hey"}]})
+        assert reply.json()["choices"][0]["message"]["content"] == "You said: hey"
+    assert server.process.returncode == 0

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +9,7 @@ import httpx
 import pytest
 import redis
 
+from robutler_kernel.testing import ServeProcess
 from robutler_plugin_memory.codec import decode
 
 from .helpers import REDIS_URL, unique_prefix
@@ -24,55 +19,13 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class Replica:
-    """A ``robutler-kernel serve`` subprocess; every wait is bounded."""
-
-    def __init__(self, config: Path, timeout: float = 30) -> None:
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            # Only the plugins this test needs: a half-written plugin elsewhere cannot break it.
-            "ROBUTLER_LOAD_PLUGINS": "scripted,memory",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "robutler_kernel.cli", "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-        )
-        self.output: list[str] = []
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                self.output.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        while True:
-            try:
-                line = lines.get(timeout=timeout)
-            except queue.Empty:
-                line = None
-            if line is None:
-                self.stop()
-                raise RuntimeError("robutler-kernel serve did not start:\n" + "".join(self.output))
-            if line.startswith("Robutler serving"):
-                self.url = line.rsplit(" at ", 1)[1].strip()
-                return
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+def Replica(config: Path) -> ServeProcess:
+    """One ``robutler-kernel serve`` replica with only the plugins this test needs."""
+    return ServeProcess(config, plugins=["scripted", "memory"], cwd=ROOT)
 
 
 @pytest.fixture
-def stm_replicas(tmp_path: Path) -> Iterator[tuple[Replica, Replica, str]]:
+def stm_replicas(tmp_path: Path) -> Iterator[tuple[ServeProcess, ServeProcess, str]]:
     prefix = unique_prefix()
     config = tmp_path / "robutler.yaml"
     config.write_text(
@@ -117,7 +70,7 @@ def say(url: str, text: str, conversation: str) -> str:
     return str(response.json()["choices"][0]["message"]["content"])
 
 
-def test_a_conversation_continues_across_two_serve_processes(stm_replicas: tuple[Replica, Replica, str]) -> None:
+def test_a_conversation_continues_across_two_serve_processes(stm_replicas: tuple[ServeProcess, ServeProcess, str]) -> None:
     """The scripted model plays the turn numbered by the assistant messages it is sent, so
     each answer proves which history reached the model."""
     a, b, prefix = stm_replicas

@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "LiveServer": "kit",
     "kernel_client": "kit",
     "make_kernel": "kit",
+    "ServeProcess": "serve_process",
 }
 
 
