@@ -91,7 +91,7 @@ class MemoryMachine(RuleBasedStateMachine):
 
     @invariant()
     def listing_matches_the_model(self) -> None:
-        listing = self.run(self.backend.list(self.scope, 100))
+        listing = self.run(self.backend.listing(self.scope, 100))
         assert listing.total == len(self.model)
         assert [(f.key, f.value) for f in listing.facts] == sorted(self.model.items())
 
@@ -202,7 +202,7 @@ async def test_postgres_cap_holds_under_concurrent_writers(longterm_pg_table: st
         scope = Scope("a", "racer")
         outcomes = await asyncio.gather(*(backend.put(scope, f"k{i}", "v", 5) for i in range(20)))
         assert outcomes.count("created") == 5 and outcomes.count("full") == 15
-        assert (await backend.list(scope, 100)).total == 5
+        assert (await backend.listing(scope, 100)).total == 5
     finally:
         await backend.close()
 

@@ -42,7 +42,7 @@ def test_read_targets_are_seeded(longterm_bench_run: Any) -> None:
     async def count() -> int:
         await backend.open()
         try:
-            return (await backend.list(Scope(bench.AGENT, user_key("param", bench.BENCH_USER)), 1)).total
+            return (await backend.listing(Scope(bench.AGENT, user_key("param", bench.BENCH_USER)), 1)).total
         finally:
             await backend.close()
 

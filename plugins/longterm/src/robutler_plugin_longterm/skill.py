@@ -152,7 +152,7 @@ class LongTermMemory(Skill):
         """List every fact saved about the user (by key)."""
         scope = self._scope(ctx)
         limit = self.config.list_limit
-        listing = await self._acquire().call(lambda b: b.list(scope, limit))
+        listing = await self._acquire().call(lambda b: b.listing(scope, limit))
         result: dict[str, Any] = {"count": listing.total, "memories": [f.as_dict() for f in listing.facts]}
         if listing.total > len(listing.facts):
             result["note"] = f"showing the first {len(listing.facts)} by key; use recall to search"

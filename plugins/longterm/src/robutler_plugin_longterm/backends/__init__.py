@@ -55,7 +55,7 @@ class Backend(ABC):
         """Delete a fact; whether there was one."""
 
     @abstractmethod
-    async def list(self, scope: Scope, limit: int) -> Listing:
+    async def listing(self, scope: Scope, limit: int) -> Listing:
         """The user's facts ordered by key, at most ``limit``, and the total count."""
 
     @abstractmethod

@@ -155,9 +155,9 @@ class PostgresBackend(Backend):
             f"DELETE FROM {self.table} WHERE namespace = $1 AND user_id = $2 AND key = $3",
             scope.namespace, scope.user, key,
         )
-        return status != "DELETE 0"
+        return bool(status != "DELETE 0")
 
-    async def list(self, scope: Scope, limit: int) -> Listing:
+    async def listing(self, scope: Scope, limit: int) -> Listing:
         """Facts by key with the total (a window count: one statement, one snapshot)."""
         rows = await self._db().fetch(
             "SELECT key, value, extract(epoch FROM updated_at)::float8 AS at, count(*) OVER () AS total "

@@ -177,7 +177,7 @@ class SQLiteBackend(Backend):
 
         return await self._run(run)
 
-    async def list(self, scope: Scope, limit: int) -> Listing:
+    async def listing(self, scope: Scope, limit: int) -> Listing:
         """Facts by key, and the total, read in one transaction."""
 
         def run() -> Listing:
