@@ -88,6 +88,13 @@ def openai_agent(upstream: str) -> dict[str, Any]:
     }
 
 
+def openai_direct_agent(upstream: str) -> dict[str, Any]:
+    """The same agent with the openai plugin's ``direct`` transport (aiohttp, no SDK)."""
+    config = openai_agent(upstream)
+    config["agents"][AGENT]["skills"]["openai"]["transport"] = "direct"
+    return config
+
+
 def scripted_agent(upstream: str) -> dict[str, Any]:
     """One agent on the offline scripted model (no upstream I/O: the kernel alone)."""
     return {"agents": {AGENT: {"model": "scripted/echo"}}}
@@ -124,6 +131,14 @@ TARGETS: dict[str, Target] = {
             needs=("robutler_plugin_openai",),
         ),
         Target(
+            "robutler-direct",
+            "robutler",
+            "robutler-kernel serve, the same agent with the openai plugin's direct transport (aiohttp, no SDK per call)",
+            config=openai_direct_agent,
+            baseline="passthrough",
+            needs=("robutler_plugin_openai",),
+        ),
+        Target(
             "robutler-scripted",
             "robutler",
             "robutler-kernel serve, one agent on scripted/echo (no upstream: kernel cost only)",
@@ -135,7 +150,7 @@ TARGETS: dict[str, Target] = {
         Target(
             "passthrough",
             "passthrough",
-            "bare Starlette-on-Hypercorn proxy, one shared AsyncClient of the openai SDK's HTTP library (bench/passthrough.py)",
+            "bare Starlette-on-Hypercorn proxy, one shared aiohttp ClientSession (bench/passthrough.py)",
             model="fake-model",
         ),
         Target(
@@ -148,7 +163,7 @@ TARGETS: dict[str, Target] = {
     ]
 }
 
-DEFAULT_TARGETS = ("robutler", "passthrough", "direct")
+DEFAULT_TARGETS = ("robutler", "robutler-direct", "passthrough", "direct")
 
 
 def select(names: list[str]) -> list[Target]:

@@ -20,3 +20,13 @@ def fake(_server: FakeOpenAI) -> FakeOpenAI:
     """The module's fake upstream, with no queued replies and no recorded requests."""
     _server.reset()
     return _server
+
+
+@pytest.fixture(params=["sdk", "direct"], autouse=True)
+def openai_transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs on both chat transports: they must behave the same."""
+    from openai_helpers import TRANSPORT
+
+    TRANSPORT["name"] = request.param
+    yield request.param
+    TRANSPORT["name"] = "sdk"

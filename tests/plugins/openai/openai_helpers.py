@@ -23,9 +23,14 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
+#: The chat transport the tests run on; ``conftest.py`` runs every test on each.
+TRANSPORT = {"name": "sdk"}
+
+
 def config(fake: FakeOpenAI | None = None, **overrides: Any) -> OpenAIConfig:
     """A config pointing at ``fake``, without retries, with a short timeout."""
-    values: dict[str, Any] = {"api_key": "test-key", "max_retries": 0, "timeout": 2.0}
+    values: dict[str, Any] = {"api_key": "test-key", "max_retries": 0, "timeout": 2.0,
+                              "transport": TRANSPORT["name"]}
     if fake is not None:
         values["base_url"] = fake.base_url
     return OpenAIConfig(**{**values, **overrides})

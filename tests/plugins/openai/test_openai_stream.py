@@ -44,7 +44,7 @@ def sse(*events: dict[str, Any], done: bool = True, newline: bytes = b"\n") -> b
 
 def read(pieces: list[bytes]) -> tuple[list[Any], StubResponse]:
     response = StubResponse(pieces)
-    stream = ChunkStream(response, lambda exc: ProviderError(str(exc)))  # type: ignore[arg-type]
+    stream = ChunkStream(response.aiter_bytes(), response.aclose, lambda exc: ProviderError(str(exc)))
     return run(collect(stream)), response
 
 
@@ -116,7 +116,7 @@ def test_read_failures_go_through_on_error() -> None:
         return map_error(exc, model="gpt-x", base_url="http://up/v1", timeout=1)
 
     async def body() -> list[Any]:
-        return await collect(ChunkStream(response, on_error))  # type: ignore[arg-type]
+        return await collect(ChunkStream(response.aiter_bytes(), response.aclose, on_error))
 
     with pytest.raises(ProviderError, match="connection to http://up/v1 broke"):
         run(body())

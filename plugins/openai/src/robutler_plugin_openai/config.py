@@ -47,6 +47,9 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar http_client: the HTTP library under the SDK: ``aiohttp`` (the SDK's
         ``DefaultAioHttpClient``; about a third less CPU per call, see docs) or ``httpx``
         (the SDK's own default).
+    :ivar transport: ``sdk`` (chat calls through ``AsyncOpenAI``) or ``direct`` (chat
+        calls straight over aiohttp, same headers, timeouts, retries and errors, about
+        0.5 ms less CPU per call); embeddings always use the SDK.
     """
 
     api_key: str = msgspec.field(default_factory=_env_api_key)
@@ -58,6 +61,7 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     default_params: dict[str, Any] = {}
     embedding_model: str | None = None
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    transport: Literal["sdk", "direct"] = "sdk"
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.connect_timeout <= 0:

@@ -33,9 +33,30 @@ def provider_message(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-def _retry_after(exc: openai.APIStatusError) -> dict[str, str]:
-    value = exc.response.headers.get("retry-after")
-    return {"Retry-After": value} if value else {}
+def map_status(
+    status: int, message: str, *, param: str | None, retry_after: str | None, model: str, base_url: str
+) -> RequestError:
+    """The ``RequestError`` for an upstream answer with an error ``status``."""
+    where = f"{model!r} at {base_url}"
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    if status == 429:
+        return RateLimited(f"openai plugin: {message}", headers=headers, plugin=PLUGIN)
+    if status in (401, 403):
+        return ProviderError(
+            f"openai plugin: the upstream at {base_url} refused the credentials "
+            f"({status}: {message}); check the openai skill's api_key (or OPENAI_API_KEY)",
+            code="provider_auth_failed",
+            plugin=PLUGIN,
+        )
+    if status in (400, 422):
+        return BadRequest(f"openai plugin: {message}", param=param, plugin=PLUGIN)
+    if status in (503, 529):
+        return ServiceUnavailable(
+            f"openai plugin: {where} is overloaded or unavailable ({status}): {message}",
+            headers=headers,
+            plugin=PLUGIN,
+        )
+    return ProviderError(f"openai plugin: {where} failed ({status}): {message}", plugin=PLUGIN)
 
 
 def _root(exc: BaseException) -> BaseException:
@@ -84,29 +105,13 @@ def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> R
             plugin=PLUGIN,
         )
     if isinstance(exc, openai.APIStatusError):
-        status, message = exc.status_code, provider_message(exc)
-        if status == 429:
-            return RateLimited(f"openai plugin: {message}", headers=_retry_after(exc), plugin=PLUGIN)
-        if status in (401, 403):
-            return ProviderError(
-                f"openai plugin: the upstream at {base_url} refused the credentials "
-                f"({status}: {message}); check the openai skill's api_key (or OPENAI_API_KEY)",
-                code="provider_auth_failed",
-                plugin=PLUGIN,
-            )
-        if status in (400, 422):
-            param = exc.param if isinstance(exc.param, str) else None
-            return BadRequest(f"openai plugin: {message}", param=param, plugin=PLUGIN)
-        if status in (503, 529):
-            return ServiceUnavailable(
-                f"openai plugin: {where} is overloaded or unavailable ({status}): {message}",
-                headers=_retry_after(exc),
-                plugin=PLUGIN,
-            )
-        return ProviderError(f"openai plugin: {where} failed ({status}): {message}", plugin=PLUGIN)
+        param = exc.param if isinstance(exc.param, str) else None
+        return map_status(exc.status_code, provider_message(exc), param=param,
+                          retry_after=exc.response.headers.get("retry-after"),
+                          model=model, base_url=base_url)
     return ProviderError(
         f"openai plugin: {where} failed: {type(exc).__name__}: {exc}", plugin=PLUGIN
     )
 
 
-__all__ = ["PLUGIN", "map_error", "provider_message"]
+__all__ = ["PLUGIN", "map_error", "map_status", "provider_message"]

@@ -20,6 +20,7 @@ from robutler_specs import (
 
 from . import registry
 from .config import OpenAIConfig
+from .direct import DirectTransport, body_reader, closer
 from .errors import PLUGIN, map_error
 from .stream import ChunkStream
 from .transport import Timeout
@@ -44,6 +45,7 @@ class OpenAISkill(Skill):
     def __init__(self, config: OpenAIConfig | None, agent: AgentSpec) -> None:
         super().__init__(config if config is not None else OpenAIConfig(), agent)
         self._client: openai.AsyncOpenAI | None = None
+        self._direct: DirectTransport | None = None
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -65,6 +67,8 @@ class OpenAISkill(Skill):
     async def start(self) -> None:
         """Create the client, so the first request does not pay for it."""
         _ = self.client
+        if self.config.transport == "direct":
+            self._direct = DirectTransport(self.config)
 
     async def stop(self) -> None:
         """Close the client and its connections; the skill may be started again."""
@@ -72,6 +76,16 @@ class OpenAISkill(Skill):
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            await direct.close()
+
+    def _direct_transport(self) -> DirectTransport | None:
+        if self.config.transport != "direct":
+            return None
+        if self._direct is None:
+            self._direct = DirectTransport(self.config)
+        return self._direct
 
     def _error(self, exc: Exception, call: LLMCall) -> RequestError:
         return map_error(exc, model=call.model_name, base_url=self.config.base_url,
@@ -83,6 +97,16 @@ class OpenAISkill(Skill):
         if call.provider != PLUGIN:
             return None
         body = chat_body(call, self.config.default_params, stream=False)
+        direct = self._direct_transport()
+        if direct is not None:
+            answer = await direct.post(body, call.model_name)
+            try:
+                content = await answer.read()
+            except Exception as exc:
+                raise direct.read_error(exc, call.model_name) from exc
+            finally:
+                answer.release()
+            return parse_completion(content, call.model_name)
         try:
             response = await post(self.client, "/chat/completions", body)
         except openai.OpenAIError as exc:
@@ -102,10 +126,15 @@ class OpenAISkill(Skill):
         if call.provider != PLUGIN:
             return None
         body = chat_body(call, self.config.default_params, stream=True)
+        direct = self._direct_transport()
+        if direct is not None:
+            answer = await direct.post(body, call.model_name)
+            return ChunkStream(body_reader(answer), closer(answer),
+                               lambda exc: direct.read_error(exc, call.model_name))
         try:
             response = await post(self.client, "/chat/completions", body, stream=True)
         except openai.OpenAIError as exc:
             raise self._error(exc, call) from exc
-        return ChunkStream(response, lambda exc: self._error(exc, call))
+        return ChunkStream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call))
 
 __all__ = ["OpenAISkill"]

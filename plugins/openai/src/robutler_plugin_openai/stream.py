@@ -8,7 +8,7 @@ hot path of every streamed request.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -17,7 +17,6 @@ from msgspec import UNSET
 from robutler_specs import ChatCompletionChunk, ProviderError, RequestError
 
 from .errors import PLUGIN
-from .transport import Response
 
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 _decode_any = msgspec.json.Decoder().decode
@@ -76,14 +75,20 @@ class ChunkStream:
     ``aclose()`` closes the response; when the stream did not run to its end that drops
     the connection, which is how the upstream learns the request was cancelled.
 
-    :param response: the SDK's raw streamed response (body not yet read).
+    :param reader: the response body, as it arrives.
+    :param close: closes the response (idempotent).
     :param on_error: turns a read failure (timeout, connection lost) into a RequestError.
     """
 
-    def __init__(self, response: Response, on_error: Callable[[Exception], RequestError]) -> None:
-        self._response = response
+    def __init__(
+        self,
+        reader: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
+        on_error: Callable[[Exception], RequestError],
+    ) -> None:
+        self._close = close
         self._on_error = on_error
-        self._reader: AsyncIterator[bytes] = response.aiter_bytes()
+        self._reader = reader
         self._payloads: deque[bytes] = deque()
         self._lines: list[bytes] = []  # data lines of the event being read
         self._rest = b""
@@ -133,7 +138,7 @@ class ChunkStream:
 
     async def aclose(self) -> None:
         """Close the upstream response (idempotent)."""
-        await self._response.aclose()
+        await self._close()
 
 
 __all__ = ["ChunkStream", "decode_chunk"]

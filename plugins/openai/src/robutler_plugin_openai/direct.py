@@ -1,0 +1,171 @@
+"""The ``direct`` transport: chat completions over one aiohttp session, without the SDK.
+
+Same URL, headers, timeouts, retries and error mapping as the SDK path, none of the SDK's
+per-call request building (about 0.5 ms of CPU per call measured here: the difference
+between meeting the server's throughput target and not). Opt in with
+``transport: direct``; embeddings always go through the SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from robutler_specs import ProviderError, ProviderTimeout, RequestError
+
+from .config import OpenAIConfig
+from .errors import PLUGIN, map_status
+
+RETRIED = {408, 409, 429, 500, 502, 503, 504, 529}
+MAX_RETRY_WAIT = 20.0
+
+
+class _Error(msgspec.Struct):
+    message: str = ""
+    param: str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _Error | str | None = None
+
+
+def _message(body: bytes) -> tuple[str, str | None]:
+    try:
+        error = msgspec.json.decode(body, type=_ErrorBody).error
+    except msgspec.MsgspecError:
+        return body.decode(errors="replace")[:500] or "no error message", None
+    if isinstance(error, _Error):
+        return error.message or "no error message", error.param
+    return (error or body.decode(errors="replace")[:500]), None
+
+
+class DirectTransport:
+    """POSTs to ``<base_url>/chat/completions`` with aiohttp.
+
+    :param config: the openai skill's config (api_key, base_url, organization, timeouts,
+        max_retries).
+    """
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.headers = {
+            "Authorization": f"Bearer {config.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        if config.organization:
+            self.headers["OpenAI-Organization"] = config.organization
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The session, created on first use (it must be made inside the event loop)."""
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.config.connect_timeout, sock_read=self.config.timeout
+            )
+            connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, body: bytes, model: str) -> aiohttp.ClientResponse:
+        """Send ``body``; returns the response with its body unread. Errors, after the
+        configured retries (backoff with jitter, ``Retry-After`` honoured), are raised as
+        the same ``RequestError`` the SDK path raises."""
+        attempt = 0
+        while True:
+            try:
+                response = await self.session.post(self.url, data=body, headers=self.headers)
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                error: RequestError = self._timeout(model)
+                cause: BaseException = exc
+                retry_after = None
+            except aiohttp.ClientConnectorError as exc:
+                error, cause, retry_after = self._unreachable(exc), exc, None
+            except aiohttp.ClientError as exc:
+                error = ProviderError(
+                    f"openai plugin: the connection to {self.config.base_url} failed "
+                    f"({type(exc).__name__}: {exc})", code="provider_unreachable", plugin=PLUGIN,
+                )
+                cause, retry_after = exc, None
+            else:
+                if response.status < 400:
+                    return response
+                content = await response.read()
+                response.release()
+                message, param = _message(content)
+                retry_after = response.headers.get("retry-after")
+                error = map_status(response.status, message, param=param, retry_after=retry_after,
+                                   model=model, base_url=self.config.base_url)
+                cause = error
+                if response.status not in RETRIED:
+                    raise error
+            if attempt >= self.config.max_retries:
+                raise error from (None if cause is error else cause)
+            attempt += 1
+            await asyncio.sleep(_backoff(attempt, retry_after))
+
+    def _timeout(self, model: str) -> RequestError:
+        return ProviderTimeout(
+            f"openai plugin: {model!r} at {self.config.base_url} did not answer within "
+            f"{self.config.timeout:g}s (raise the openai skill's timeout if the model is slow)",
+            plugin=PLUGIN,
+        )
+
+    def _unreachable(self, exc: Exception) -> RequestError:
+        return ProviderError(
+            f"openai plugin: cannot reach {self.config.base_url} ({type(exc).__name__}: {exc}); "
+            "check the openai skill's base_url and that the server is running",
+            code="provider_unreachable",
+            plugin=PLUGIN,
+        )
+
+    def read_error(self, exc: Exception, model: str) -> RequestError:
+        """A failure while reading a streamed body, as a ``RequestError``."""
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            return self._timeout(model)
+        return ProviderError(
+            f"openai plugin: the connection to {self.config.base_url} broke while {model!r} "
+            f"was answering ({type(exc).__name__}: {exc})",
+            code="provider_unreachable",
+            plugin=PLUGIN,
+        )
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    if retry_after:
+        try:
+            return min(float(retry_after), MAX_RETRY_WAIT)
+        except ValueError:
+            pass
+    return float(min(0.5 * 2 ** (attempt - 1), 8.0) * (0.75 + random.random() / 2))
+
+
+def body_reader(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body of a streamed response as it arrives."""
+    return response.content.iter_any()
+
+
+def closer(response: aiohttp.ClientResponse) -> Any:
+    """Closes ``response``: a fully read one goes back to the pool, else the connection is
+    dropped (which is how the upstream learns the request was cancelled)."""
+
+    async def close() -> None:
+        if response.content.at_eof():
+            response.release()
+        else:
+            response.close()
+
+    return close
