@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -150,45 +151,77 @@ class ChatEndpoint:
         await pump(chunks, first, receive, send)
 
 
+def _frame(chunk: ChatCompletionChunk) -> bytes:
+    return b"data: " + encode(chunk) + b"\n\n"
+
+
 async def pump(
     chunks: AsyncGenerator[ChatCompletionChunk, None], first: ChatCompletionChunk, receive: Any, send: Any
 ) -> None:
     """Send chunks as SSE until done, the client leaves, or an error (sent as an error event).
 
-    A watcher task waits for ``http.disconnect`` and cancels the sender, which closes the
-    chunk iterator and with it the upstream request; ``finalize_connection`` runs in the
-    iterator's ``finally``.
+    A producer task runs the chunk iterator into a buffer; this task sends whatever is
+    buffered in one write (chunks that arrive together leave together: one ASGI send per
+    chunk costs more than the kernel's own work on a chunk). A watcher task waits for
+    ``http.disconnect`` and cancels the producer, which closes the iterator and with it the
+    upstream request; ``finalize_connection`` runs in the iterator's ``finally``.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
+    frames: deque[bytes] = deque([_frame(first)])
+    ready = asyncio.Event()
+    ready.set()
+    outcome: dict[str, Any] = {"done": False, "error": None, "gone": False}
+
+    async def produce() -> None:
+        try:
+            async for chunk in chunks:
+                frames.append(_frame(chunk))
+                ready.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome["error"] = exc
+        finally:
+            outcome["done"] = True
+            ready.set()
 
     async def watch() -> None:
-        nonlocal gone
         while (await receive())["type"] != "http.disconnect":
             pass
-        gone = True
-        task.cancel()
+        outcome["gone"] = True
+        producer.cancel()
+        ready.set()
 
+    producer = asyncio.create_task(produce())
     watcher = asyncio.create_task(watch())
     try:
-        await send({"type": "http.response.body", "body": b"data: " + encode(first) + b"\n\n", "more_body": True})
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": b"data: " + encode(chunk) + b"\n\n", "more_body": True})
-        await send({"type": "http.response.body", "body": DONE, "more_body": False})
-    except asyncio.CancelledError:
-        await chunks.aclose()
-        if not gone:
-            raise
-        task.uncancel()
-        log.info("client disconnected mid-stream")
-    except Exception as exc:
-        await chunks.aclose()
+        while True:
+            await ready.wait()
+            ready.clear()
+            if outcome["gone"]:
+                log.info("client disconnected mid-stream")
+                return
+            if frames:
+                body = b"".join(frames)
+                frames.clear()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if outcome["done"] and not frames:
+                break
+        exc = outcome["error"]
+        if exc is None:
+            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+            return
         error = exc if isinstance(exc, RequestError) else internal_error(exc)
         log.warning("stream ended with an error: %s", error.message)
-        try:
-            await send({"type": "http.response.body", "body": b"data: " + encode(error.to_body()) + b"\n\n" + DONE})
-        except Exception:
-            pass
+        await send({"type": "http.response.body", "body": _frame_error(error) + DONE, "more_body": False})
     finally:
         watcher.cancel()
+        if not producer.done():
+            producer.cancel()
+        # The producer finalizes the request (finalize_connection) on its way out: wait for
+        # it, even if this task is being cancelled.
+        await asyncio.shield(asyncio.gather(producer, return_exceptions=True))
+        await chunks.aclose()
+
+
+def _frame_error(error: RequestError) -> bytes:
+    return b"data: " + encode(error.to_body()) + b"\n\n"
