@@ -107,7 +107,8 @@ async def seed_async(config: dict[str, Any], facts: int = SEEDED_FACTS) -> None:
 
     from robutler_plugin_longterm import LongTermConfig
     from robutler_plugin_longterm.backends import make_backend
-    from robutler_plugin_longterm.scope import Scope, user_key
+    from robutler_plugin_longterm.scope import Scope
+    from robutler_specs.caller import caller_key as user_key
 
     backend = make_backend(msgspec.convert(config, LongTermConfig))
     scope = Scope(AGENT, user_key("param", BENCH_USER))  # as the request's `user` field

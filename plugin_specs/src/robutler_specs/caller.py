@@ -20,6 +20,15 @@ from .context import RequestContext
 #: The sources skills use when their config says nothing.
 DEFAULT_SOURCES: tuple[str, ...] = ("identity", "param")
 
+#: Longest user id accepted (characters); longer ids are refused, not truncated, so two
+#: users can never collide on a common prefix.
+MAX_USER_CHARS = 256
+
+
+class NoCaller(Exception):
+    """The request names no (acceptable) user; the message says so in words a model can
+    pass on to the person."""
+
 
 def caller(ctx: RequestContext, sources: Sequence[str] = DEFAULT_SOURCES) -> tuple[str, str] | None:
     """The ``(source, user id)`` of the request, from the first source that has one."""
@@ -51,4 +60,34 @@ def describe_source(source: str) -> str:
     return f"the {source.partition(':')[2]} header"
 
 
-__all__ = ["DEFAULT_SOURCES", "caller", "caller_key", "describe_source"]
+def caller_key_of(ctx: RequestContext, sources: Sequence[str], *, what: str, consequence: str) -> str:
+    """The caller's storage key (:func:`caller_key`), or :class:`NoCaller`.
+
+    :param what: the data kept per user, for the message ("long-term memory").
+    :param consequence: what that means for the person ("their memories cannot be saved").
+    """
+    found = caller(ctx, sources)
+    if found is None:
+        where = ", ".join(describe_source(s) for s in sources)
+        raise NoCaller(
+            f"{what} is per user and this request names no user (looked at: {where}). "
+            f"Tell the user {consequence} in this conversation; the client should send "
+            "`user` in the request or authenticate."
+        )
+    source, user = found
+    if len(user) > MAX_USER_CHARS:
+        raise NoCaller(f"the user id is longer than {MAX_USER_CHARS} characters; it is refused")
+    if "\x00" in user:
+        raise NoCaller("the user id contains a NUL character; it is refused")
+    return caller_key(source, user)
+
+
+__all__ = [
+    "DEFAULT_SOURCES",
+    "MAX_USER_CHARS",
+    "NoCaller",
+    "caller",
+    "caller_key",
+    "caller_key_of",
+    "describe_source",
+]

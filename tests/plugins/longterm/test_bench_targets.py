@@ -15,7 +15,8 @@ from bench import targets_longterm as bench
 from robutler_kernel import Kernel
 from robutler_plugin_longterm.backends import make_backend
 from robutler_plugin_longterm.config import LongTermConfig
-from robutler_plugin_longterm.scope import Scope, user_key
+from robutler_plugin_longterm.scope import Scope
+from robutler_specs.caller import caller_key as user_key
 
 
 @pytest.fixture
