@@ -429,3 +429,23 @@ async def test_a_hook_editing_call_tools_never_leaks_into_the_next_request() -> 
     await run(kernel)
     await run(kernel)
     assert seen[0] == seen[1] and "add" in seen[1]
+
+
+async def test_a_tool_error_reaches_the_model_as_its_message(caplog: Any) -> None:
+    from robutler_specs import ToolError
+
+    class Picky(Skill):
+        name = "picky"
+
+        @tool
+        def save(self, value: str) -> str:
+            """Save a value."""
+            raise ToolError("values longer than 3 characters are refused")
+
+    kernel = make_kernel(
+        {"bot": {"model": "scripted/s", "skills": {"picky": None, "scripted": {"scripts": {"s": [{"tool_calls": [call("save", value="long")]}]}}}}},
+        plugins=[scripted, Picky],
+    )
+    result = await run(kernel)
+    assert result.choices[0].message.content == "Tool save returned: Error: values longer than 3 characters are refused"
+    assert not any(r.exc_info for r in caplog.records)

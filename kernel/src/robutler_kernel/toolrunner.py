@@ -11,6 +11,7 @@ from typing import Any
 from robutler_specs import (
     RequestContext,
     RequestError,
+    ToolError,
     ToolInvocation,
     ToolResult,
     UsageRecord,
@@ -49,6 +50,9 @@ async def _run(inv: ToolInvocation, ctx: RequestContext, kwargs: dict[str, Any],
             is_error=True,
             plugin=tool.plugin,
         )
+    except ToolError as exc:
+        log.info("tool %r (%s) refused: %s", inv.name, tool.plugin, exc)
+        return ToolResult(content=f"Error: {exc}", is_error=True, plugin=tool.plugin)
     except Exception as exc:
         log.warning("tool %r (%s) failed: %r", inv.name, tool.plugin, exc, exc_info=True)
         return ToolResult(

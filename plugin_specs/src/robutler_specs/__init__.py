@@ -48,6 +48,7 @@ from .errors import (
     RateLimited,
     RequestError,
     ServiceUnavailable,
+    ToolError,
     Unauthorized,
 )
 from .hookspecs import KERNEL_HOOKS, SKILL_HOOKS, KernelHooks, SkillHooks
@@ -132,6 +133,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ToolDefinition",
+    "ToolError",
     "ToolInvocation",
     "ToolResult",
     "ToolSpec",

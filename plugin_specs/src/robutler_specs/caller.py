@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .context import RequestContext
+from .errors import ToolError
 
 #: The sources skills use when their config says nothing.
 DEFAULT_SOURCES: tuple[str, ...] = ("identity", "param")
@@ -25,7 +26,7 @@ DEFAULT_SOURCES: tuple[str, ...] = ("identity", "param")
 MAX_USER_CHARS = 256
 
 
-class NoCaller(Exception):
+class NoCaller(ToolError):
     """The request names no (acceptable) user; the message says so in words a model can
     pass on to the person."""
 

@@ -140,6 +140,13 @@ class ProviderTimeout(RequestError):
     default_code = "provider_timeout"
 
 
+class ToolError(Exception):
+    """A tool's expected refusal ("this request names no user", "value too long"): the
+    model sees ``Error: <message>`` and can tell the person; the kernel logs it without a
+    traceback. Any other exception from a tool is reported the same way but logged as a
+    failure."""
+
+
 class ConfigError(Exception):
     """A configuration problem found at start-up; the message names file, line and key."""
 
@@ -162,5 +169,6 @@ __all__ = [
     "RateLimited",
     "RequestError",
     "ServiceUnavailable",
+    "ToolError",
     "Unauthorized",
 ]
