@@ -4,7 +4,6 @@ front of it, and a fake OpenAI server behind it, all over real loopback HTTP."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
