@@ -22,7 +22,8 @@ def hypercorn_config(host: str, port: int, *, access_log: bool = False) -> Hyper
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = "-" if access_log else None
-    config.errorlog = "-"
+    # Hypercorn's errors go through the process's logging (configured by the CLI), once.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
     config.graceful_timeout = 10
     return config
