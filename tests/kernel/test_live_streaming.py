@@ -158,3 +158,24 @@ def test_serve_process_helper_starts_and_stops_a_real_server(tmp_path: Any) -> N
         reply = httpx.post(f"{server.url}/echo/chat/completions", json={"messages": [{"role": "user", "content": "hey"}]})
         assert reply.json()["choices"][0]["message"]["content"] == "You said: hey"
     assert server.process.returncode == 0
+
+
+def test_request_timeout_covers_streams() -> None:
+    kernel = make_kernel(
+        {"slow": {"model": "scripted/echo", "skills": {"scripted": {"chunk_delay": 0.2}}}},
+        plugins=[scripted],
+        server={"metrics_port": None, "request_timeout": 0.5},
+    )
+    with LiveServer(kernel) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/slow", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "one two three four five six seven"}], stream=True
+        )
+        received = []
+        try:
+            for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+            raise AssertionError("the stream should have been cut by request_timeout")
+        except openai.APIError as exc:
+            assert "server.request_timeout" in str(exc)
+    assert 0 < len("".join(received).split()) < 9

@@ -128,35 +128,50 @@ class ChatEndpoint:
             async with asyncio.timeout(timeout):
                 completion = await agent.complete(ctx)
         except TimeoutError:
-            raise ProviderTimeout(
-                f"the request took longer than {timeout:g} s (server.request_timeout)"
-            ) from None
+            raise too_slow(timeout) from None
         headers = {"x-request-id": ctx.request_id, **ctx.response_headers}
         await send_json(send, 200, encode(completion), headers)
 
     async def _stream(
         self, agent: Agent, ctx: RequestContext, include_usage: bool, receive: Any, send: Any
     ) -> None:
+        timeout = self.kernel.config.server.request_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
         chunks = agent.stream(ctx, include_usage=include_usage)
         try:
             # Nothing is sent before the first chunk exists: an error up to here (auth,
             # payment, provider down) still gets its own status and a JSON body.
-            first = await chunks.__anext__()
+            async with asyncio.timeout_at(deadline):
+                first = await chunks.__anext__()
+        except TimeoutError:
+            await chunks.aclose()
+            raise too_slow(timeout) from None
         except BaseException:
             await chunks.aclose()
             raise
         headers = [*SSE_HEADERS, (b"x-request-id", ctx.request_id.encode())]
         headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in ctx.response_headers.items())
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await pump(chunks, first, receive, send)
+        await pump(chunks, first, receive, send, deadline=deadline, timeout=timeout)
 
 
 def _frame(chunk: ChatCompletionChunk) -> bytes:
     return b"data: " + encode(chunk) + b"\n\n"
 
 
+def too_slow(timeout: float) -> ProviderTimeout:
+    """The 504 of a request that ran past ``server.request_timeout``."""
+    return ProviderTimeout(f"the request took longer than {timeout:g} s (server.request_timeout)")
+
+
 async def pump(
-    chunks: AsyncGenerator[ChatCompletionChunk, None], first: ChatCompletionChunk, receive: Any, send: Any
+    chunks: AsyncGenerator[ChatCompletionChunk, None],
+    first: ChatCompletionChunk,
+    receive: Any,
+    send: Any,
+    *,
+    deadline: float | None = None,
+    timeout: float = 0.0,
 ) -> None:
     """Send chunks as SSE until done, the client leaves, or an error (sent as an error event).
 
@@ -173,11 +188,14 @@ async def pump(
 
     async def produce() -> None:
         try:
-            async for chunk in chunks:
-                frames.append(_frame(chunk))
-                ready.set()
+            async with asyncio.timeout_at(deadline):
+                async for chunk in chunks:
+                    frames.append(_frame(chunk))
+                    ready.set()
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            outcome["error"] = too_slow(timeout)
         except Exception as exc:
             outcome["error"] = exc
         finally:
