@@ -179,3 +179,40 @@ def test_request_timeout_covers_streams() -> None:
         except openai.APIError as exc:
             assert "server.request_timeout" in str(exc)
     assert 0 < len("".join(received).split()) < 9
+
+
+def test_client_leaving_a_json_request_cancels_the_work() -> None:
+    cancelled = threading.Event()
+    finalized: list[str] = []
+
+    class Slow(Skill):
+        name = "slow"
+        provider = "slow"
+
+        @hookimpl
+        async def llm_complete(self) -> Any:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        @hookimpl
+        def finalize_connection(self, error: BaseException | None) -> None:
+            finalized.append(type(error).__name__ if error else "ok")
+
+    kernel = make_kernel({"slow": {"model": "slow/x", "skills": {"slow": None}}}, plugins=[scripted, Slow])
+    with LiveServer(kernel) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        body = b'{"messages": [{"role": "user", "content": "go"}]}'
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /slow/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            time.sleep(0.3)
+        assert cancelled.wait(5), "the provider call was not cancelled when the client left"
+        deadline = time.monotonic() + 5
+        while not finalized and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert finalized == ["CancelledError"]

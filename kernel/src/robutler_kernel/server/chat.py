@@ -82,7 +82,7 @@ class ChatEndpoint:
                 include_usage = bool(request.stream_options and request.stream_options.include_usage)
                 await self._stream(agent, ctx, include_usage, receive, send)
             else:
-                await self._complete(agent, ctx, send)
+                await self._complete(agent, ctx, receive, send)
         except RequestError as exc:
             await send_error(send, exc)
         except ConnectionResetError:
@@ -122,13 +122,34 @@ class ChatEndpoint:
         scope["robutler.agent"] = agent.name
         return agent
 
-    async def _complete(self, agent: Agent, ctx: RequestContext, send: Any) -> None:
+    async def _complete(self, agent: Agent, ctx: RequestContext, receive: Any, send: Any) -> None:
         timeout = self.kernel.config.server.request_timeout
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        async def watch() -> None:
+            # A client that leaves before the answer cancels the work (and the upstream call).
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.create_task(watch())
         try:
             async with asyncio.timeout(timeout):
                 completion = await agent.complete(ctx)
         except TimeoutError:
             raise too_slow(timeout) from None
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()
+            log.info("client disconnected before the answer")
+            return
+        finally:
+            watcher.cancel()
         headers = {"x-request-id": ctx.request_id, **ctx.response_headers}
         await send_json(send, 200, encode(completion), headers)
 
