@@ -224,11 +224,13 @@ async def test_expired_reservation_of_a_crashed_process_is_released(
 ) -> None:
     await payments_admin.create_account("alice", micro(1))
     # A process reserved everything and died before settling.
-    await payments_admin.reserve(AccountRef(account_id="alice"), "crashed-1", micro(1), micro(1), ttl=0.05)
+    # The TTL leaves the kernel's start-up (which sweeps expired reservations) time to finish
+    # well before it: the first request must still see the reservation held.
+    await payments_admin.reserve(AccountRef(account_id="alice"), "crashed-1", micro(1), micro(1), ttl=1.0)
     k = kernel({"bot": agent(payments_settings, request_fee=1)})
     async with kernel_client(k) as client:
         early = await client.post("/bot/chat/completions", json=chat("hi"), headers=user("alice"))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.1)
         late = await client.post("/bot/chat/completions", json=chat("hi"), headers=user("alice"))
     assert early.status_code == 402 and "1 more held by requests in progress" in early.json()["error"]["message"]
     assert late.status_code == 200
