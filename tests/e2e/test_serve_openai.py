@@ -38,8 +38,9 @@ agents:
     description: Helps with anything
     instructions: You are a helpful assistant.
     model: openai/gpt-4o-mini
+    retry: {{attempts: 1}}  # errors below reach the client as they are
     skills:
-      openai: {{api_key: "test-key", base_url: "{upstream}", timeout: 2, max_retries: 0}}
+      openai: {{api_key: "test-key", base_url: "{upstream}", timeout: 2}}
     tools: ["tests.kernel.sample_tools:get_weather"]
   offline:
     model: scripted/echo

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -26,25 +25,20 @@ from robutler_specs import (
     Delta,
     FunctionCallDelta,
     LLMCall,
-    LLMResult,
     Message,
     PluginError,
-    ProviderError,
     RequestContext,
-    RequestError,
     Skill,
     ToolCallDelta,
     ToolDefinition,
     ToolInvocation,
     ToolSpec,
-    UsageRecord,
 )
 from robutler_specs.tools import HttpInfo, PromptInfo
 
-from .assembly import StreamAssembler
 from .hooks import HookCaller
+from .llm import Answer, LLMCalls
 from .toolrunner import run_tools
-from .usage import estimate_usage
 
 log = logging.getLogger("robutler.agent")
 
@@ -88,6 +82,7 @@ class Agent:
         self.name = spec.name
         self.skills = list(skills)
         self.hooks = HookCaller(pm, SKILL_HOOKS)
+        self.llm = LLMCalls(spec.name, self.hooks, self.skills, spec.retry)
         #: Called as ``observer(ctx, error)`` after ``finalize_connection`` (metrics).
         self.observers: list[Callable[[RequestContext, BaseException | None], None]] = []
         self.tools: dict[str, ToolSpec] = {}
@@ -318,16 +313,17 @@ class Agent:
             if hooks.implemented("before_llm_call"):
                 await hooks.call("before_llm_call", ctx=ctx, call=call)
             if call.stream:
-                result = None
-                async with aclosing(self._stream_llm(ctx, call)) as deltas:
+                answer: Answer | None = None
+                async with aclosing(self.llm.stream(ctx, call)) as deltas:
                     async for item in deltas:
-                        if isinstance(item, LLMResult):
-                            result = item
+                        if isinstance(item, Answer):
+                            answer = item
                         else:
                             yield item
-                assert result is not None
+                assert answer is not None
+                call, result = answer.call, answer.result
             else:
-                result = await self._complete_llm(ctx, call)
+                call, result = await self.llm.complete(ctx, call)
             if hooks.implemented("after_llm_call"):
                 await hooks.call("after_llm_call", ctx=ctx, call=call, result=result)
             message = result.message
@@ -390,87 +386,6 @@ class Agent:
             if not ctx.stream:  # a streamed message is already sent; hooks can only observe it
                 outcome.message = final
         yield outcome
-
-    async def _complete_llm(self, ctx: RequestContext, call: LLMCall) -> LLMResult:
-        started = time.perf_counter()
-        result: LLMResult | None = await self.hooks.first("llm_complete", ctx=ctx, call=call)
-        if result is None:
-            raise self._no_provider(call)
-        self._record(ctx, call, result, started)
-        return result
-
-    async def _stream_llm(self, ctx: RequestContext, call: LLMCall) -> AsyncGenerator[Any, None]:
-        started = time.perf_counter()
-        stream = await self.hooks.first("llm_stream", ctx=ctx, call=call)
-        if stream is None:
-            # A provider that only completes still serves stream requests, in one delta.
-            result = await self._complete_llm(ctx, call)
-            if result.message.content:
-                yield Delta(content=result.message.text())
-            yield result
-            return
-        assembler = StreamAssembler()
-        try:
-            async with aclosing(stream) as chunks:
-                async for chunk in chunks:
-                    assembler.add(chunk)
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            yield Delta(content=choice.delta.content)
-        except RequestError as exc:
-            self._record_partial(ctx, call, assembler, started, exc)
-            raise
-        except Exception as exc:
-            self._record_partial(ctx, call, assembler, started, exc)
-            raise ProviderError(
-                f"provider {call.provider!r} failed while streaming {call.model!r}: "
-                f"{type(exc).__name__}: {exc}",
-                plugin=call.provider,
-            ) from exc
-        except BaseException as exc:  # the client went away (GeneratorExit, CancelledError)
-            self._record_partial(ctx, call, assembler, started, exc)
-            raise
-        result = assembler.result()
-        self._record(ctx, call, result, started)
-        yield result
-
-    def _record_partial(
-        self, ctx: RequestContext, call: LLMCall, assembler: StreamAssembler, started: float, exc: BaseException
-    ) -> None:
-        """Meter a stream that ended early: what was produced, estimated unless the
-        provider already reported usage (so pricing skills can bill what was delivered)."""
-        partial = assembler.result()
-        self._record(ctx, call, partial, started, ok=False, error=f"stream ended early: {type(exc).__name__}")
-
-    def _record(
-        self, ctx: RequestContext, call: LLMCall, result: LLMResult, started: float,
-        *, ok: bool = True, error: str | None = None,
-    ) -> None:
-        usage = result.usage
-        if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
-            usage = result.usage = estimate_usage(call.messages, result.message)
-        ctx.usage.append(
-            UsageRecord(
-                kind="llm",
-                name=call.model,
-                plugin=call.provider,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                estimated=bool(usage.estimated),
-                attempt=call.attempt,
-                ok=ok,
-                error=error,
-                duration_ms=(time.perf_counter() - started) * 1000,
-            )
-        )
-
-    def _no_provider(self, call: LLMCall) -> RequestError:
-        return BadRequest(
-            f"agent {self.name!r} has no skill serving model {call.model!r}; add the "
-            f"{call.provider!r} skill to the agent",
-            param="model",
-            code="model_not_found",
-        )
 
     def info(self) -> dict[str, Any]:
         """Public agent info: name, description, skills, public tools, models, intents."""

@@ -48,6 +48,11 @@ class StreamAssembler:
                 self.finish_reason = choice.finish_reason
 
     @property
+    def has_output(self) -> bool:
+        """Whether any text or tool call arrived."""
+        return bool(self._text or self._calls)
+
+    @property
     def text(self) -> str:
         """The text received so far."""
         return "".join(self._text)

@@ -22,7 +22,7 @@ The hook reference is :mod:`robutler_specs.hookspecs`.
 
 from __future__ import annotations
 
-from .agent import AgentSpec
+from .agent import AgentSpec, RetryPolicy
 from .context import (
     ANONYMOUS,
     HttpRequest,
@@ -53,6 +53,7 @@ from .errors import (
 )
 from .hookspecs import KERNEL_HOOKS, SKILL_HOOKS, KernelHooks, SkillHooks
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+from .provider import ProviderConfig, SSEStream
 from .routes import HttpRoute
 from .skill import KernelAPI, NoConfig, Skill
 from .tools import (
@@ -78,6 +79,7 @@ from .wire import (
     FunctionCall,
     FunctionCallDelta,
     Message,
+    PromptTokensDetails,
     ToolCall,
     ToolCallDelta,
     ToolDefinition,
@@ -122,11 +124,15 @@ __all__ = [
     "PaymentRequired",
     "PluginError",
     "Pricing",
+    "PromptTokensDetails",
+    "ProviderConfig",
     "ProviderError",
     "ProviderTimeout",
     "RateLimited",
     "RequestContext",
     "RequestError",
+    "RetryPolicy",
+    "SSEStream",
     "ServiceUnavailable",
     "Skill",
     "SkillHooks",

@@ -7,6 +7,43 @@ from typing import Any
 import msgspec
 
 
+class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How the kernel retries a failed LLM call, then falls through the model list.
+
+    A call is tried again after a connection error, a timeout, a 429 or a 5xx (errors a
+    provider marks ``retryable``), and only while no token of it has reached the client.
+    Retry ``n`` (1, 2, ...) waits ``min(max_delay, initial_delay * multiplier**(n-1))``,
+    less a random part of up to ``jitter`` of it, and never less than the provider's
+    ``Retry-After``. After ``attempts`` tries of one model (or at once, when ``Retry-After``
+    asks for more than ``max_retry_after`` seconds) the next model of the agent's list is
+    tried; when none is left the last error is the answer.
+
+    :ivar attempts: tries of each model, the first included (1 = no retries).
+    :ivar initial_delay: seconds before the first retry.
+    :ivar max_delay: the longest wait between two tries, in seconds.
+    :ivar multiplier: how the wait grows from one retry to the next.
+    :ivar jitter: the random share of each wait, 0 (none) to 1 (anywhere in 0..wait).
+    :ivar max_retry_after: the longest ``Retry-After`` worth waiting for, in seconds.
+    """
+
+    attempts: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    max_retry_after: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("retry.attempts must be 1 or more (1 means no retries)")
+        if min(self.initial_delay, self.max_delay, self.max_retry_after) < 0:
+            raise ValueError("retry delays must be 0 or more seconds")
+        if self.multiplier < 1:
+            raise ValueError("retry.multiplier must be 1 or more")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("retry.jitter must be between 0 and 1")
+
+
 class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One agent: instructions, a model and skills.
 
@@ -19,6 +56,7 @@ class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar max_tool_rounds: how many rounds of internal tool calls one request may run.
     :ivar tool_timeout: seconds one tool call may take before it fails.
     :ivar allowed_models: models a request's ``model`` field may switch to.
+    :ivar retry: how failed LLM calls are retried before the next model is tried.
     :ivar intents: what the agent can do, for discovery.
     :ivar owner: the user id of the agent's owner (``owner`` scope).
     :ivar metadata: free-form data shown in agent info.
@@ -33,6 +71,7 @@ class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_tool_rounds: int = 10
     tool_timeout: float = 30.0
     allowed_models: list[str] = []
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     intents: list[str] = []
     owner: str | None = None
     metadata: dict[str, Any] = {}
@@ -43,4 +82,4 @@ class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return [self.model] if isinstance(self.model, str) else list(self.model)
 
 
-__all__ = ["AgentSpec"]
+__all__ = ["AgentSpec", "RetryPolicy"]

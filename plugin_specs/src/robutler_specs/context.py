@@ -16,7 +16,7 @@ import msgspec
 
 from .agent import AgentSpec
 from .tools import SCOPES, ToolSpec, build_tool_spec
-from .wire import Message, ToolDefinition, Usage
+from .wire import Message, PromptTokensDetails, ToolDefinition, Usage
 
 
 class Identity(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -47,6 +47,10 @@ class UsageRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     ``plugin`` names who produced it; ``estimated`` marks token counts that were
     estimated because the provider gave none; ``credits`` is filled by pricing skills.
+    ``cache_read_tokens`` / ``cache_write_tokens`` are the part of ``prompt_tokens`` the
+    provider read from / wrote to its prompt cache. ``attempt`` numbers the tries of one
+    tool-loop round (retries and fallback models); a failed try has ``ok=False`` and its
+    ``error``.
     """
 
     kind: str
@@ -54,6 +58,8 @@ class UsageRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     plugin: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     estimated: bool = False
     credits: float | None = None
     attempt: int = 1
@@ -226,13 +232,18 @@ class RequestContext:
     def total_usage(self) -> Usage:
         """Token usage summed over every LLM record."""
         total = Usage()
+        cache_read = cache_write = 0
         for record in self.usage:
             if record.kind == "llm":
                 total.prompt_tokens += record.prompt_tokens
                 total.completion_tokens += record.completion_tokens
+                cache_read += record.cache_read_tokens
+                cache_write += record.cache_write_tokens
                 if record.estimated:
                     total.estimated = True
         total.total_tokens = total.prompt_tokens + total.completion_tokens
+        if cache_read or cache_write:
+            total.prompt_tokens_details = PromptTokensDetails(cache_read, cache_write)
         if self.cost is not None:
             total.cost = self.cost
         return total

@@ -22,11 +22,16 @@ class RequestError(Exception):
     :param param: the request field at fault, if any (``"messages[0].content"``).
     :param headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
     :param plugin: the plugin that raised it; the kernel fills it in when empty.
+    :param retryable: whether the kernel may retry the LLM call that raised it (or fall
+        through to the next model of a fallback list); defaults to the subclass's. A
+        provider plugin passes ``retryable=False`` for an upstream error that another try
+        cannot fix (bad credentials).
     """
 
     status: ClassVar[int] = 400
     type: ClassVar[str] = "invalid_request_error"
     default_code: ClassVar[str] = "invalid_request"
+    retryable_default: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -37,6 +42,7 @@ class RequestError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
         plugin: str | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -46,6 +52,19 @@ class RequestError(Exception):
         self.param = param
         self.headers = dict(headers or {})
         self.plugin = plugin
+        self.retryable = self.retryable_default if retryable is None else retryable
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds from the ``Retry-After`` header, when it holds a number of seconds."""
+        value = self.headers.get("Retry-After")
+        if value is None:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
 
     def to_body(self) -> dict[str, dict[str, object]]:
         """The OpenAI-shaped error body for this error."""
@@ -114,6 +133,7 @@ class RateLimited(RequestError):
     status = 429
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+    retryable_default = True
 
 
 class ProviderError(RequestError):
@@ -122,6 +142,7 @@ class ProviderError(RequestError):
     status = 502
     type = "api_error"
     default_code = "provider_error"
+    retryable_default = True
 
 
 class ServiceUnavailable(RequestError):
@@ -130,6 +151,7 @@ class ServiceUnavailable(RequestError):
     status = 503
     type = "api_error"
     default_code = "service_unavailable"
+    retryable_default = True
 
 
 class ProviderTimeout(RequestError):
@@ -138,6 +160,7 @@ class ProviderTimeout(RequestError):
     status = 504
     type = "api_error"
     default_code = "provider_timeout"
+    retryable_default = True
 
 
 class ToolError(Exception):

@@ -117,11 +117,24 @@ FORWARDED_PARAMS: tuple[str, ...] = (
 )
 
 
+class PromptTokensDetails(msgspec.Struct, omit_defaults=True):
+    """Prompt tokens served from (or written to) the provider's prompt cache.
+
+    ``cached_tokens`` is OpenAI's field (read from the cache); ``cache_creation_tokens``
+    (written to the cache; Anthropic bills them apart) is a Robutler extension. Both are
+    already counted in ``prompt_tokens``.
+    """
+
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+
 class Usage(msgspec.Struct):
     """Token usage; summed over every LLM call of a request.
 
     ``cost`` (credits charged) and ``estimated`` are Robutler extensions, absent from the
-    JSON unless set.
+    JSON unless set; ``prompt_tokens_details`` is present when a provider used its prompt
+    cache.
     """
 
     prompt_tokens: int = 0
@@ -129,6 +142,19 @@ class Usage(msgspec.Struct):
     total_tokens: int = 0
     cost: float | UnsetType = UNSET
     estimated: bool | UnsetType = UNSET
+    prompt_tokens_details: PromptTokensDetails | UnsetType | None = UNSET
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens read from the provider's cache (0 when none were)."""
+        details = self.prompt_tokens_details
+        return details.cached_tokens if isinstance(details, PromptTokensDetails) else 0
+
+    @property
+    def cache_creation_tokens(self) -> int:
+        """Prompt tokens written to the provider's cache (0 when none were)."""
+        details = self.prompt_tokens_details
+        return details.cache_creation_tokens if isinstance(details, PromptTokensDetails) else 0
 
     def add(self, other: Usage) -> None:
         """Add ``other`` into this usage, in place."""
@@ -266,6 +292,7 @@ __all__ = [
     "Message",
     "ModelCard",
     "ModelList",
+    "PromptTokensDetails",
     "Role",
     "StreamOptions",
     "ToolCall",

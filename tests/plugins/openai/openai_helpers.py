@@ -28,8 +28,8 @@ TRANSPORT = {"name": "sdk"}
 
 
 def config(fake: FakeOpenAI | None = None, **overrides: Any) -> OpenAIConfig:
-    """A config pointing at ``fake``, without retries, with a short timeout."""
-    values: dict[str, Any] = {"api_key": "test-key", "max_retries": 0, "timeout": 2.0,
+    """A config pointing at ``fake``, with a short timeout."""
+    values: dict[str, Any] = {"api_key": "test-key", "timeout": 2.0,
                               "transport": TRANSPORT["name"]}
     if fake is not None:
         values["base_url"] = fake.base_url

@@ -97,13 +97,15 @@ def test_connection_refused_names_the_base_url() -> None:
     assert base_url in error.message and error.plugin == "openai"
 
 
-def test_retries_transient_failures(fake: FakeOpenAI) -> None:
-    fake.add_error(500, "flaky", headers={"retry-after-ms": "10"}, times=2)
-    fake.add_reply("third time lucky")
+def test_tries_once_and_leaves_retries_to_the_kernel(fake: FakeOpenAI) -> None:
+    fake.add_error(500, "flaky", times=2)
+    error = complete_error(fake)
+    assert type(error) is ProviderError and error.retryable
+    assert len(fake.requests) == 1  # the SDK's own retries are off: tries never multiply
 
-    async def body() -> None:
-        async with started(fake, max_retries=2) as skill:
-            result = await skill.llm_complete(*call_and_ctx())
-            assert result is not None and result.message.content == "third time lucky"
-    run(body())
-    assert len(fake.requests) == 3
+
+@pytest.mark.parametrize(("status", "retryable"), [(401, False), (404, False), (400, False), (408, True),
+                                                   (429, True), (500, True), (503, True), (529, True)])
+def test_marks_which_failures_another_try_may_fix(fake: FakeOpenAI, status: int, retryable: bool) -> None:
+    fake.add_error(status, "injected")
+    assert complete_error(fake).retryable is retryable

@@ -12,7 +12,7 @@ from robutler_kernel.testing import FakeOpenAI, make_kernel
 
 
 def agents(fake: FakeOpenAI) -> dict[str, Any]:
-    skill = {"api_key": "k", "base_url": fake.base_url, "max_retries": 0, "timeout": 2}
+    skill = {"api_key": "k", "base_url": fake.base_url, "timeout": 2}
     return {"bot": {"model": "openai/gpt-x", "instructions": "Be kind.", "skills": {"openai": skill}}}
 
 

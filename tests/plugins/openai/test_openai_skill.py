@@ -29,7 +29,7 @@ def test_config_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     plain = msgspec.convert({}, OpenAIConfig)
     assert (plain.api_key, plain.base_url) == (PLACEHOLDER_API_KEY, OPENAI_BASE_URL)
-    assert (plain.timeout, plain.max_retries, plain.default_params) == (60.0, 2, {})
+    assert (plain.timeout, plain.connect_timeout, plain.default_params) == (300.0, 5.0, {})
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
     from_env = msgspec.convert({}, OpenAIConfig)

@@ -12,7 +12,7 @@ import pytest
 from openai_helpers import collect, run
 
 from robutler_plugin_openai.errors import map_error
-from robutler_plugin_openai.stream import ChunkStream, decode_chunk
+from robutler_plugin_openai.stream import chunk_stream, decode_chunk
 from robutler_specs import ProviderError, RequestError
 
 
@@ -44,7 +44,7 @@ def sse(*events: dict[str, Any], done: bool = True, newline: bytes = b"\n") -> b
 
 def read(pieces: list[bytes]) -> tuple[list[Any], StubResponse]:
     response = StubResponse(pieces)
-    stream = ChunkStream(response.aiter_bytes(), response.aclose, lambda exc: ProviderError(str(exc)))
+    stream = chunk_stream(response.aiter_bytes(), response.aclose, lambda exc: ProviderError(str(exc)))
     return run(collect(stream)), response
 
 
@@ -116,7 +116,7 @@ def test_read_failures_go_through_on_error() -> None:
         return map_error(exc, model="gpt-x", base_url="http://up/v1", timeout=1)
 
     async def body() -> list[Any]:
-        return await collect(ChunkStream(response.aiter_bytes(), response.aclose, on_error))
+        return await collect(chunk_stream(response.aiter_bytes(), response.aclose, on_error))
 
     with pytest.raises(ProviderError, match="connection to http://up/v1 broke"):
         run(body())

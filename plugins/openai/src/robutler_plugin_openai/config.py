@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
+
+from robutler_specs import ProviderConfig
 
 #: The default upstream: OpenAI itself.
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -26,7 +28,7 @@ def _env_base_url() -> str:
     return os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
 
 
-class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     """Configuration of :class:`~robutler_plugin_openai.OpenAISkill`.
 
     Defaults are read from the environment when the config is built (not at import).
@@ -36,38 +38,29 @@ class OpenAIConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar base_url: the API root, ending in ``/v1`` for most servers; default
         ``$OPENAI_BASE_URL``, else ``https://api.openai.com/v1``.
     :ivar organization: the ``OpenAI-Organization`` header, if any.
-    :ivar timeout: seconds the upstream may stay silent (before its first byte, and
-        between two reads of a stream); not a cap on a long stream's total time.
+    :ivar timeout: seconds one call may take in all, a stream up to its last chunk
+        (from :class:`~robutler_specs.ProviderConfig`; enforced by the kernel).
     :ivar connect_timeout: seconds to wait for a connection.
-    :ivar max_retries: retries of connection errors, 408, 409, 429 and 5xx (with backoff,
-        honouring ``Retry-After``) before an error is reported.
     :ivar default_params: parameters sent with every call (``temperature``...); the
         request's own parameters win.
+
+    There is no retry setting here: the kernel retries and falls back (the agent's
+    ``retry`` section); the SDK's own retries are off so that tries never multiply.
     :ivar embedding_model: the model ``robutler_embed`` uses when none is asked for.
     :ivar http_client: the HTTP library under the SDK: ``aiohttp`` (the SDK's
         ``DefaultAioHttpClient``; about a third less CPU per call, see docs) or ``httpx``
         (the SDK's own default).
     :ivar transport: ``sdk`` (chat calls through ``AsyncOpenAI``) or ``direct`` (chat
-        calls straight over aiohttp, same headers, timeouts, retries and errors, about
+        calls straight over aiohttp, same headers, timeouts and errors, about
         0.5 ms less CPU per call); embeddings always use the SDK.
     """
 
     api_key: str = msgspec.field(default_factory=_env_api_key)
     base_url: str = msgspec.field(default_factory=_env_base_url)
     organization: str | None = None
-    timeout: float = 60.0
-    connect_timeout: float = 5.0
-    max_retries: int = 2
-    default_params: dict[str, Any] = {}
     embedding_model: str | None = None
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
     transport: Literal["sdk", "direct"] = "sdk"
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("timeout and connect_timeout must be positive numbers of seconds")
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be 0 or more")
 
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "OPENAI_BASE_URL", "PLACEHOLDER_API_KEY", "OpenAIConfig"]

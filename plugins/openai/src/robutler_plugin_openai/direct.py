@@ -1,6 +1,6 @@
 """The ``direct`` transport: chat completions over one aiohttp session, without the SDK.
 
-Same URL, headers, timeouts, retries and error mapping as the SDK path, none of the SDK's
+Same URL, headers, timeouts and error mapping as the SDK path, none of the SDK's
 per-call request building (about 0.5 ms of CPU per call measured here: the difference
 between meeting the server's throughput target and not). Opt in with
 ``transport: direct``; embeddings always go through the SDK.
@@ -9,7 +9,6 @@ between meeting the server's throughput target and not). Opt in with
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,9 +19,6 @@ from robutler_specs import ProviderError, ProviderTimeout, RequestError
 
 from .config import OpenAIConfig
 from .errors import PLUGIN, map_status
-
-RETRIED = {408, 409, 429, 500, 502, 503, 504, 529}
-MAX_RETRY_WAIT = 20.0
 
 
 class _Error(msgspec.Struct):
@@ -47,8 +43,7 @@ def _message(body: bytes) -> tuple[str, str | None]:
 class DirectTransport:
     """POSTs to ``<base_url>/chat/completions`` with aiohttp.
 
-    :param config: the openai skill's config (api_key, base_url, organization, timeouts,
-        max_retries).
+    :param config: the openai skill's config (api_key, base_url, organization, timeouts).
     """
 
     def __init__(self, config: OpenAIConfig) -> None:
@@ -81,41 +76,27 @@ class DirectTransport:
             self._session = None
 
     async def post(self, body: bytes, model: str) -> aiohttp.ClientResponse:
-        """Send ``body``; returns the response with its body unread. Errors, after the
-        configured retries (backoff with jitter, ``Retry-After`` honoured), are raised as
-        the same ``RequestError`` the SDK path raises."""
-        attempt = 0
-        while True:
-            try:
-                response = await self.session.post(self.url, data=body, headers=self.headers)
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                error: RequestError = self._timeout(model)
-                cause: BaseException = exc
-                retry_after = None
-            except aiohttp.ClientConnectorError as exc:
-                error, cause, retry_after = self._unreachable(exc), exc, None
-            except aiohttp.ClientError as exc:
-                error = ProviderError(
-                    f"openai plugin: the connection to {self.config.base_url} failed "
-                    f"({type(exc).__name__}: {exc})", code="provider_unreachable", plugin=PLUGIN,
-                )
-                cause, retry_after = exc, None
-            else:
-                if response.status < 400:
-                    return response
-                content = await response.read()
-                response.release()
-                message, param = _message(content)
-                retry_after = response.headers.get("retry-after")
-                error = map_status(response.status, message, param=param, retry_after=retry_after,
-                                   model=model, base_url=self.config.base_url)
-                cause = error
-                if response.status not in RETRIED:
-                    raise error
-            if attempt >= self.config.max_retries:
-                raise error from (None if cause is error else cause)
-            attempt += 1
-            await asyncio.sleep(_backoff(attempt, retry_after))
+        """Send ``body`` once; returns the response with its body unread. A failure is
+        raised as the same ``RequestError`` the SDK path raises (the kernel retries)."""
+        try:
+            response = await self.session.post(self.url, data=body, headers=self.headers)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise self._timeout(model) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise self._unreachable(exc) from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                f"openai plugin: the connection to {self.config.base_url} failed "
+                f"({type(exc).__name__}: {exc})", code="provider_unreachable", plugin=PLUGIN,
+            ) from exc
+        if response.status < 400:
+            return response
+        content = await response.read()
+        response.release()
+        message, param = _message(content)
+        raise map_status(response.status, message, param=param,
+                         retry_after=response.headers.get("retry-after"),
+                         model=model, base_url=self.config.base_url)
 
     def _timeout(self, model: str) -> RequestError:
         return ProviderTimeout(
@@ -142,15 +123,6 @@ class DirectTransport:
             code="provider_unreachable",
             plugin=PLUGIN,
         )
-
-
-def _backoff(attempt: int, retry_after: str | None) -> float:
-    if retry_after:
-        try:
-            return min(float(retry_after), MAX_RETRY_WAIT)
-        except ValueError:
-            pass
-    return float(min(0.5 * 2 ** (attempt - 1), 8.0) * (0.75 + random.random() / 2))
 
 
 def body_reader(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

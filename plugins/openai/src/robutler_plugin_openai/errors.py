@@ -47,6 +47,7 @@ def map_status(
             f"({status}: {message}); check the openai skill's api_key (or OPENAI_API_KEY)",
             code="provider_auth_failed",
             plugin=PLUGIN,
+            retryable=False,
         )
     if status in (400, 422):
         return BadRequest(f"openai plugin: {message}", param=param, plugin=PLUGIN)
@@ -56,7 +57,9 @@ def map_status(
             headers=headers,
             plugin=PLUGIN,
         )
-    return ProviderError(f"openai plugin: {where} failed ({status}): {message}", plugin=PLUGIN)
+    # 5xx and 408 may pass on another try; any other 4xx would fail the same way again.
+    return ProviderError(f"openai plugin: {where} failed ({status}): {message}", plugin=PLUGIN,
+                         retryable=status >= 500 or status == 408)
 
 
 def _root(exc: BaseException) -> BaseException:

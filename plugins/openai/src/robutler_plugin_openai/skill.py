@@ -22,7 +22,7 @@ from . import registry
 from .config import OpenAIConfig
 from .direct import DirectTransport, body_reader, closer
 from .errors import PLUGIN, map_error
-from .stream import ChunkStream
+from .stream import chunk_stream
 from .transport import Timeout
 from .upstream import chat_body, parse_completion, post
 
@@ -57,7 +57,7 @@ class OpenAISkill(Skill):
                 base_url=cfg.base_url,
                 organization=cfg.organization,
                 timeout=Timeout(cfg.timeout, connect=cfg.connect_timeout),
-                max_retries=cfg.max_retries,
+                max_retries=0,  # the kernel retries (and falls back); tries never multiply
                 # The SDK's aiohttp transport costs less CPU per call than its httpx one.
                 http_client=openai.DefaultAioHttpClient() if cfg.http_client == "aiohttp" else None,
             )
@@ -129,12 +129,12 @@ class OpenAISkill(Skill):
         direct = self._direct_transport()
         if direct is not None:
             answer = await direct.post(body, call.model_name)
-            return ChunkStream(body_reader(answer), closer(answer),
+            return chunk_stream(body_reader(answer), closer(answer),
                                lambda exc: direct.read_error(exc, call.model_name))
         try:
             response = await post(self.client, "/chat/completions", body, stream=True)
         except openai.OpenAIError as exc:
             raise self._error(exc, call) from exc
-        return ChunkStream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call))
+        return chunk_stream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call))
 
 __all__ = ["OpenAISkill"]

@@ -7,14 +7,13 @@ hot path of every streamed request.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 from msgspec import UNSET
 
-from robutler_specs import ChatCompletionChunk, ProviderError, RequestError
+from robutler_specs import ChatCompletionChunk, ProviderError, RequestError, SSEStream
 
 from .errors import PLUGIN
 
@@ -69,76 +68,13 @@ def decode_chunk(payload: bytes) -> ChatCompletionChunk:
     return chunk
 
 
-class ChunkStream:
-    """An async iterator of chunks over an open upstream SSE response.
-
-    ``aclose()`` closes the response; when the stream did not run to its end that drops
-    the connection, which is how the upstream learns the request was cancelled.
-
-    :param reader: the response body, as it arrives.
-    :param close: closes the response (idempotent).
-    :param on_error: turns a read failure (timeout, connection lost) into a RequestError.
-    """
-
-    def __init__(
-        self,
-        reader: AsyncIterator[bytes],
-        close: Callable[[], Awaitable[None]],
-        on_error: Callable[[Exception], RequestError],
-    ) -> None:
-        self._close = close
-        self._on_error = on_error
-        self._reader = reader
-        self._payloads: deque[bytes] = deque()
-        self._lines: list[bytes] = []  # data lines of the event being read
-        self._rest = b""
-        self._done = False  # ``data: [DONE]`` seen
-
-    def __aiter__(self) -> ChunkStream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        while True:
-            if self._payloads and not self._done:
-                payload = self._payloads.popleft()
-                if payload != b"[DONE]":
-                    return decode_chunk(payload)
-                self._done = True
-            try:
-                data = await self._reader.__anext__()
-            except StopAsyncIteration:
-                await self.aclose()
-                if not self._done:
-                    self._feed(b"\n\n")  # an unterminated last event still counts
-                    if self._payloads:
-                        continue
-                raise
-            except RequestError:
-                raise
-            except Exception as exc:
-                await self.aclose()
-                raise self._on_error(exc) from exc
-            if not self._done:  # after [DONE] the body is only drained, so that the
-                self._feed(data)  # connection goes back to the pool
-
-    def _feed(self, data: bytes) -> None:
-        lines = (self._rest + data).split(b"\n")
-        self._rest = lines.pop()
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if self._lines:
-                    self._payloads.append(b"\n".join(self._lines))
-                    self._lines = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                self._lines.append(value[1:] if value.startswith(b" ") else value)
-            # ``event:``, ``id:``, ``retry:`` and ``:`` comments carry nothing we use
-
-    async def aclose(self) -> None:
-        """Close the upstream response (idempotent)."""
-        await self._close()
+def chunk_stream(
+    reader: AsyncIterator[bytes],
+    close: Callable[[], Awaitable[None]],
+    on_error: Callable[[Exception], RequestError],
+) -> SSEStream[ChatCompletionChunk]:
+    """The chunks of an open upstream SSE response, up to ``data: [DONE]``."""
+    return SSEStream(reader, close, on_error, decode_chunk, done=b"[DONE]")
 
 
-__all__ = ["ChunkStream", "decode_chunk"]
+__all__ = ["chunk_stream", "decode_chunk"]

@@ -1,0 +1,304 @@
+"""Calls to the agent's LLM providers: timed, retried, falling back, metered.
+
+The kernel is the one owner of retries: a provider plugin tries once (its SDK's own
+retries off) and marks its errors ``retryable``; :class:`LLMCalls` tries again with backoff
+(:mod:`.retry`), then the next model of the agent's list, and only while no token of the
+call has reached the client. Every try is a usage record (``attempt``, ``ok``, ``error``)
+and a log line. A provider skill whose config is a :class:`~robutler_specs.ProviderConfig`
+has each try cut at its ``timeout``: a 504 that names the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
+from typing import Any
+
+import msgspec
+
+from robutler_specs import (
+    BadRequest,
+    ChatCompletionChunk,
+    ChunkChoice,
+    Delta,
+    FunctionCallDelta,
+    LLMCall,
+    LLMResult,
+    ProviderConfig,
+    ProviderError,
+    ProviderTimeout,
+    RequestContext,
+    RequestError,
+    RetryPolicy,
+    Skill,
+    ToolCallDelta,
+    UsageRecord,
+)
+
+from .assembly import StreamAssembler
+from .hooks import HookCaller
+from .retry import Tries
+from .usage import estimate_usage
+
+log = logging.getLogger("robutler.llm")
+
+_replace = msgspec.structs.replace
+
+
+class LLMCalls:
+    """One agent's way to its providers.
+
+    :param agent: the agent's name, for messages.
+    :param hooks: the agent's hook caller (``llm_complete`` / ``llm_stream``).
+    :param skills: the agent's skills; providers with a ``ProviderConfig`` set timeouts.
+    :param policy: the agent's retry settings.
+    """
+
+    def __init__(self, agent: str, hooks: HookCaller, skills: Sequence[Skill], policy: RetryPolicy) -> None:
+        self.agent = agent
+        self.hooks = hooks
+        self.policy = policy
+        self.timeouts = {
+            s.provider: s.config.timeout
+            for s in skills
+            if s.provider and isinstance(s.config, ProviderConfig)
+        }
+
+    def _tries(self, ctx: RequestContext, call: LLMCall) -> Tries:
+        """The models to try for ``call``: its own (a hook may have changed it), then the
+        rest of the request's list."""
+        models = [ctx.model] if isinstance(ctx.model, str) else ctx.model
+        return Tries([call.model, *(m for m in models if m != call.model)], self.policy)
+
+    def _next(self, call: LLMCall, tries: Tries) -> LLMCall:
+        return _replace(call, model=tries.model, attempt=tries.attempt)
+
+    async def _retry_or_raise(self, ctx: RequestContext, call: LLMCall, tries: Tries, error: RequestError) -> None:
+        """Wait before the next try, or re-raise ``error`` when there is none."""
+        delay = tries.after_failure(error)
+        nxt = "model " + tries.model if tries.model != call.model else "a retry"
+        log.warning(
+            "agent %s request %s: try %d (%s) failed: %s; %s in %.2fs",
+            self.agent, ctx.request_id, call.attempt, call.model, error.message, nxt, delay,
+        )
+        if delay:
+            await asyncio.sleep(delay)
+
+    # -- complete ------------------------------------------------------------------------
+
+    async def complete(self, ctx: RequestContext, call: LLMCall) -> tuple[LLMCall, LLMResult]:
+        """The provider's answer to ``call`` (tried as the policy allows) and the try that
+        gave it."""
+        tries = self._tries(ctx, call)
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self._complete_once(ctx, call)
+            except RequestError as exc:
+                self._record_failure(ctx, call, started, exc)
+                await self._retry_or_raise(ctx, call, tries, exc)
+                call = self._next(call, tries)
+                continue
+            self._record(ctx, call, result, started)
+            return call, result
+
+    async def _complete_once(self, ctx: RequestContext, call: LLMCall) -> LLMResult:
+        timeout = self.timeouts.get(call.provider)
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                result: LLMResult | None = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+        except TimeoutError:
+            if scope.expired():
+                raise self._timed_out(call, timeout) from None
+            raise
+        if result is None:
+            raise self._no_provider(call)
+        return result
+
+    # -- stream --------------------------------------------------------------------------
+
+    async def stream(self, ctx: RequestContext, call: LLMCall) -> AsyncGenerator[Delta | Answer, None]:
+        """Text deltas of the provider's streamed answer to ``call`` as they arrive, then
+        one :class:`Answer`. A try that fails before its first text delta is retried (or
+        the next model tried); after it, the error ends the stream."""
+        tries = self._tries(ctx, call)
+        loop = asyncio.get_running_loop()
+        while True:
+            started = time.perf_counter()
+            assembler = StreamAssembler()
+            sent = False
+            timeout = self.timeouts.get(call.provider)
+            deadline = None if timeout is None else loop.time() + timeout
+            try:
+                async with aclosing(self._chunks(ctx, call, deadline)) as chunks:
+                    async for chunk in chunks:
+                        assembler.add(chunk)
+                        for choice in chunk.choices:
+                            if choice.delta.content:
+                                sent = True
+                                yield Delta(content=choice.delta.content)
+                        if deadline is not None and loop.time() > deadline:
+                            raise self._timed_out(call, timeout)
+            except RequestError as exc:
+                if sent:
+                    self._record_partial(ctx, call, assembler, started, exc)
+                    raise
+                self._record_failure(ctx, call, started, exc, assembler)
+                await self._retry_or_raise(ctx, call, tries, exc)
+                call = self._next(call, tries)
+                continue
+            except Exception as exc:
+                self._record_partial(ctx, call, assembler, started, exc)
+                raise ProviderError(
+                    f"provider {call.provider!r} failed while streaming {call.model!r}: "
+                    f"{type(exc).__name__}: {exc}",
+                    plugin=call.provider,
+                    retryable=False,
+                ) from exc
+            except BaseException as exc:  # the client went away (GeneratorExit, CancelledError)
+                self._record_partial(ctx, call, assembler, started, exc)
+                raise
+            result = assembler.result()
+            self._record(ctx, call, result, started)
+            yield Answer(call, result)
+            return
+
+    async def _chunks(
+        self, ctx: RequestContext, call: LLMCall, deadline: float | None
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """The provider's chunks for one try. Opening the stream and its first chunk are
+        bounded by ``deadline`` here; the caller checks it between later chunks (a timer
+        per chunk would cost more than the kernel's own work on it), and a provider that
+        goes silent mid-stream is cut by its HTTP client's read timeout."""
+        stream: AsyncIterator[ChatCompletionChunk] | None = None
+        try:
+            async with asyncio.timeout_at(deadline) as scope:
+                stream = await self.hooks.first("llm_stream", ctx=ctx, call=call)
+                if stream is None:
+                    # A provider that only completes still serves streams, in one chunk.
+                    result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+                    if result is None:
+                        raise self._no_provider(call)
+                    first: ChatCompletionChunk | None = _as_chunk(result)
+                else:
+                    first = await anext(stream, None)
+        except TimeoutError:
+            if stream is not None:
+                await _aclose(stream)
+            if scope.expired():
+                raise self._timed_out(call, self.timeouts.get(call.provider)) from None
+            raise
+        except BaseException:
+            if stream is not None:
+                await _aclose(stream)
+            raise
+        try:
+            if first is not None:
+                yield first
+                if stream is not None:
+                    async for chunk in stream:
+                        yield chunk
+        finally:
+            if stream is not None:
+                await _aclose(stream)
+
+    # -- metering ------------------------------------------------------------------------
+
+    def _record_failure(
+        self, ctx: RequestContext, call: LLMCall, started: float, exc: RequestError,
+        assembler: StreamAssembler | None = None,
+    ) -> None:
+        """A try that failed before the client saw any of it: what it produced (tool-call
+        deltas, usage), else no tokens."""
+        if assembler is not None and (assembler.usage or assembler.has_output):
+            self._record_partial(ctx, call, assembler, started, exc)
+            return
+        ctx.usage.append(
+            UsageRecord(
+                kind="llm", name=call.model, plugin=call.provider, attempt=call.attempt,
+                ok=False, error=exc.message, duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+
+    def _record_partial(
+        self, ctx: RequestContext, call: LLMCall, assembler: StreamAssembler, started: float, exc: BaseException
+    ) -> None:
+        """Meter a stream that ended early: what was produced, estimated unless the
+        provider already reported usage (so pricing skills can bill what was delivered)."""
+        reason = exc.message if isinstance(exc, RequestError) else type(exc).__name__
+        self._record(ctx, call, assembler.result(), started, ok=False, error=f"stream ended early: {reason}")
+
+    def _record(
+        self, ctx: RequestContext, call: LLMCall, result: LLMResult, started: float,
+        *, ok: bool = True, error: str | None = None,
+    ) -> None:
+        usage = result.usage
+        if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
+            usage = result.usage = estimate_usage(call.messages, result.message)
+        ctx.usage.append(
+            UsageRecord(
+                kind="llm",
+                name=call.model,
+                plugin=call.provider,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cache_read_tokens=usage.cached_tokens,
+                cache_write_tokens=usage.cache_creation_tokens,
+                estimated=bool(usage.estimated),
+                attempt=call.attempt,
+                ok=ok,
+                error=error,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+
+    # -- errors --------------------------------------------------------------------------
+
+    def _timed_out(self, call: LLMCall, timeout: float | None) -> ProviderTimeout:
+        return ProviderTimeout(
+            f"provider {call.provider!r} did not finish {call.model!r} within {timeout:g}s "
+            f"(the {call.provider} skill's timeout; raise it if the model is slow)",
+            plugin=call.provider,
+        )
+
+    def _no_provider(self, call: LLMCall) -> RequestError:
+        return BadRequest(
+            f"agent {self.agent!r} has no skill serving model {call.model!r}; add the "
+            f"{call.provider!r} skill to the agent",
+            param="model",
+            code="model_not_found",
+        )
+
+
+class Answer(msgspec.Struct):
+    """The end of a streamed LLM call: the try that answered and its assembled result."""
+
+    call: LLMCall
+    result: LLMResult
+
+
+def _as_chunk(result: LLMResult) -> ChatCompletionChunk:
+    """A completion as one chunk (for providers that do not stream)."""
+    message = result.message
+    calls = [
+        ToolCallDelta(index=i, id=c.id, type="function",
+                      function=FunctionCallDelta(name=c.function.name, arguments=c.function.arguments))
+        for i, c in enumerate(message.tool_calls or [])
+    ]
+    delta = Delta(content=message.text() or None, tool_calls=calls or None)
+    return ChatCompletionChunk(
+        id="", created=0, model=result.model or "",
+        choices=[ChunkChoice(0, delta, result.finish_reason)], usage=result.usage,
+    )
+
+
+async def _aclose(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+__all__ = ["Answer", "LLMCalls"]

@@ -1,0 +1,130 @@
+"""What LLM provider plugins share: their common settings and an SSE event reader.
+
+A provider skill's ``Config`` subclasses :class:`ProviderConfig`, so every provider has the
+same ``timeout``, ``connect_timeout`` and ``default_params`` and the kernel can enforce the
+total timeout of each attempt (it owns retries and fallback; see docs/configuration.md).
+:class:`SSEStream` turns a streamed HTTP body into decoded events.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from .errors import RequestError
+
+T = TypeVar("T")
+
+
+class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Settings every LLM provider skill has (its own ``Config`` adds the rest).
+
+    :ivar timeout: seconds one attempt may take in all: the request, the answer and, for a
+        stream, every chunk up to the last. The kernel enforces it; running out is a 504
+        that names the provider, retried (or the next fallback model tried) when no token
+        has reached the client yet.
+    :ivar connect_timeout: seconds to open a connection to the provider (enforced by the
+        plugin's HTTP client); a connection that cannot be made is retried the same way.
+    :ivar default_params: parameters sent with every call (``temperature``...); the
+        request's own parameters win.
+    """
+
+    timeout: float = 300.0
+    connect_timeout: float = 5.0
+    default_params: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("timeout and connect_timeout must be positive numbers of seconds")
+
+
+class SSEStream(Generic[T]):
+    """Server-sent events of an open HTTP response, each ``data:`` payload decoded.
+
+    ``decode(payload)`` turns one event's data into a value, or ``None`` to skip it (pings,
+    events that carry nothing to pass on); it may raise a ``RequestError`` for an error
+    event. A payload equal to ``done`` (``[DONE]`` for OpenAI) ends the stream; the rest
+    of the body is still read, so the connection can go back to its pool. ``aclose()``
+    closes the response; closing a stream that did not reach its end drops the
+    connection, which is how the upstream learns the request was cancelled.
+
+    :param reader: the response body, as it arrives.
+    :param close: closes the response (idempotent).
+    :param on_error: turns a read failure (timeout, connection lost) into a RequestError.
+    :param decode: one event's data to a value (or ``None``).
+    :param done: the payload that ends the stream, if the protocol has one.
+    """
+
+    def __init__(
+        self,
+        reader: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
+        on_error: Callable[[Exception], RequestError],
+        decode: Callable[[bytes], T | None],
+        *,
+        done: bytes | None = None,
+    ) -> None:
+        self._close = close
+        self._on_error = on_error
+        self._decode = decode
+        self._done_marker = done
+        self._reader = reader
+        self._payloads: deque[bytes] = deque()
+        self._lines: list[bytes] = []  # data lines of the event being read
+        self._rest = b""
+        self._done = False
+
+    def __aiter__(self) -> SSEStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            while self._payloads and not self._done:
+                payload = self._payloads.popleft()
+                if payload == self._done_marker:
+                    self._done = True
+                    break
+                value = self._decode(payload)
+                if value is not None:
+                    return value
+            try:
+                data = await self._reader.__anext__()
+            except StopAsyncIteration:
+                await self.aclose()
+                if not self._done:
+                    self._feed(b"\n\n")  # an unterminated last event still counts
+                    if self._payloads:
+                        continue
+                raise
+            except RequestError:
+                raise
+            except Exception as exc:
+                await self.aclose()
+                raise self._on_error(exc) from exc
+            if not self._done:  # after the end marker the body is only drained, so
+                self._feed(data)  # that the connection goes back to the pool
+
+    def _feed(self, data: bytes) -> None:
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if self._lines:
+                    self._payloads.append(b"\n".join(self._lines))
+                    self._lines = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._lines.append(value[1:] if value.startswith(b" ") else value)
+            # ``event:``, ``id:``, ``retry:`` and ``:`` comments: the data says it all
+
+    async def aclose(self) -> None:
+        """Close the upstream response (idempotent)."""
+        await self._close()
+
+
+__all__ = ["ProviderConfig", "SSEStream"]
