@@ -2,8 +2,9 @@
 
 It speaks the real wire protocol (HTTP/1.1 with keep-alive, JSON, SSE over chunked
 transfer encoding) on a real loopback socket, so the code under test runs its real HTTP
-client. It is built on asyncio protocols and ``h11`` rather than an ASGI framework: it is
-also the zero-latency upstream of the benchmark and must never be its bottleneck.
+client. The server itself (asyncio + ``h11``, run modes, reply queue, recording) is the
+shared core in :mod:`.fakeserver`; this module answers OpenAI's routes. It is also the
+zero-latency upstream of the benchmark and must never be its bottleneck.
 
 Three ways to run it::
 
@@ -23,26 +24,20 @@ message. Every request is recorded in :attr:`FakeOpenAI.requests`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import itertools
 import math
-import re
 import struct
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
-import h11
-import msgspec
+from .fakeserver import WORDS as _WORDS
+from .fakeserver import Connection, FakeServer, Pending, RecordedRequest, serve_main
+from .fakeserver import count_words as _words
+from .fakeserver import json_encode as _json_encode
 
-_json_encode = msgspec.json.Encoder().encode
-_json_decode = msgspec.json.Decoder().decode
-_WORDS = re.compile(r"\S+\s*")
 _ids = itertools.count(1)
 
 
@@ -77,22 +72,6 @@ class FakeReply:
     delay: float = 0.0
     chunk_delay: float = 0.0
     hang_after: int | None = None
-
-
-@dataclass
-class RecordedRequest:
-    """A request the fake received: ``headers`` have lower-case names, ``json`` is the
-    decoded body (``None`` when empty or not JSON)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    json: Any
-
-
-def _words(text: str) -> int:
-    return len(text.split())
 
 
 def _message_text(message: Any) -> str:
@@ -194,158 +173,7 @@ class _Answer:
         return [b"data: " + _json_encode(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
-_JSON_HEADERS = b"content-type: application/json\r\n"
-_SSE_HEADERS = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
-_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: h11 parses requests; answers are framed here.
-
-    h11 is used as the parser only: serialising responses through it costs more than
-    the rest of the server together, and the framing we need (fixed length or chunked)
-    is two lines of code. A fresh parser per request, fed the bytes the previous one
-    did not consume, keeps pipelined requests working.
-
-    Answers without delays are written synchronously from ``data_received`` (the fast
-    path); delayed and paced answers run as a task, which is cancelled (and counted)
-    when the peer closes the socket.
-    """
-
-    def __init__(self, fake: FakeOpenAI) -> None:
-        self.fake = fake
-        self.parser = h11.Connection(h11.SERVER)
-        self.transport: asyncio.Transport | None = None
-        self.request: h11.Request | None = None
-        self.body = bytearray()
-        self.keep_alive = True
-        self.task: asyncio.Task[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.fake.connections_opened += 1
-        self.fake._live.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.fake.connections_closed += 1
-        self.fake._live.discard(self)
-        self.transport = None
-        if self.task is not None and not self.task.done() and not self.fake._closing:
-            self.task.cancel()
-            self.fake.cancelled += 1
-            self.fake.cancelled_event.set()
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.receive_data(data)
-        if self.task is None:
-            self._process()
-
-    def eof_received(self) -> bool | None:
-        self.parser.receive_data(b"")
-        return None  # close the transport: a peer that stops sending has gone away
-
-    def _process(self) -> None:
-        while self.transport is not None and not self.transport.is_closing():
-            try:
-                event = self.parser.next_event()
-            except h11.RemoteProtocolError as exc:
-                self.keep_alive = False
-                self.send_json(400, {"error": {"message": f"bad HTTP request: {exc}",
-                                               "type": "invalid_request_error"}})
-                return
-            if event is h11.NEED_DATA:
-                return
-            if isinstance(event, h11.Request):
-                self.request, self.body = event, bytearray()
-                self.keep_alive = _keep_alive(event)
-            elif isinstance(event, h11.Data):
-                self.body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                pending = self.fake._handle(self, self.request, bytes(self.body))
-                if pending is not None:
-                    self.task = asyncio.ensure_future(pending)
-                    self.task.add_done_callback(self._task_done)
-                    return
-            elif isinstance(event, h11.ConnectionClosed):
-                self.transport.close()
-                return
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.task = None
-        if task.cancelled() or self.transport is None:
-            return
-        if task.exception() is not None:  # a bug in the fake: drop the connection, loudly
-            self.transport.close()
-            raise task.exception()  # type: ignore[misc]
-        self._process()
-
-    def _done(self) -> None:
-        """The answer is complete: close, or start a new parser for the next request."""
-        if self.transport is None:
-            return
-        if not self.keep_alive:
-            self.transport.close()
-            return
-        rest, closed = self.parser.trailing_data
-        self.parser = h11.Connection(h11.SERVER)
-        if rest:
-            self.parser.receive_data(rest)
-        if closed:
-            self.parser.receive_data(b"")
-
-    def _head(self, status: int, extra: bytes, headers: dict[str, str] | None) -> bytes:
-        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Status\r\n" % status, extra]
-        lines += [f"{k}: {v}\r\n".encode() for k, v in (headers or {}).items()]
-        if not self.keep_alive:
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
-
-    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        """Write a complete JSON answer."""
-        if self.transport is None:
-            return
-        data = _json_encode(payload)
-        head = self._head(status, _JSON_HEADERS + b"content-length: %d\r\n" % len(data), headers)
-        self.transport.write(head + data)
-        self._done()
-
-    def start_stream(self, headers: dict[str, str]) -> None:
-        """Write the head of an SSE answer (chunked transfer encoding)."""
-        assert self.transport is not None
-        self.transport.write(self._sse_head(headers))
-
-    def send_stream(self, headers: dict[str, str], body: bytes) -> None:
-        """Write a complete SSE answer in one write (one chunk plus the terminator)."""
-        if self.transport is None:
-            return
-        self.transport.write(self._sse_head(headers) + _chunk(body) + b"0\r\n\r\n")
-        self._done()
-
-    def _sse_head(self, headers: dict[str, str]) -> bytes:
-        return self._head(200, _SSE_HEADERS + b"transfer-encoding: chunked\r\n", headers)
-
-    def send_chunk(self, data: bytes, last: bool = False) -> None:
-        """Write one chunk of a streamed answer; ``last`` ends the answer."""
-        if self.transport is None:
-            return
-        self.transport.write(_chunk(data) + (b"0\r\n\r\n" if last else b""))
-        if last:
-            self._done()
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def _keep_alive(request: h11.Request) -> bool:
-    tokens = b",".join(v for k, v in request.headers if k == b"connection").lower()
-    if request.http_version == b"1.0":
-        return b"keep-alive" in tokens
-    return b"close" not in tokens
-
-
-class FakeOpenAI:
+class FakeOpenAI(FakeServer[FakeReply]):
     """A fake OpenAI-compatible server on ``127.0.0.1``.
 
     :param host: the interface to listen on.
@@ -368,48 +196,23 @@ class FakeOpenAI:
     :ivar cancelled_event: a ``threading.Event`` set at the first such cancellation.
     """
 
+    reply_type: ClassVar[type[FakeReply]] = FakeReply
+    thread_name: ClassVar[str] = "fake-openai"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, model: str = "fake-model",
                  dimensions: int = 8, default_reply: FakeReply | None = None) -> None:
-        self.host, self.port, self.model, self.dimensions = host, port, model, dimensions
+        super().__init__(host, port, default_reply=default_reply or FakeReply())
+        self.model, self.dimensions = model, dimensions
         self.models: list[str] = [model]
-        self.default_reply = default_reply or FakeReply()
-        self.replies: deque[FakeReply] = deque()
-        self.requests: list[RecordedRequest] = []
-        self.connections_opened = self.connections_closed = self.cancelled = 0
-        self.cancelled_event = threading.Event()
-        self.record = True
-        self._closing = False
-        self._live: set[_Connection] = set()
-        self._server: asyncio.base_events.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- scripting -----------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``: what an OpenAI client's ``base_url`` takes."""
         return f"http://{self.host}:{self.port}/v1"
 
-    @property
-    def open_connections(self) -> int:
-        """Connections currently open."""
-        return len(self._live)
-
-    @property
-    def last_request(self) -> RecordedRequest:
-        """The most recent request (``IndexError`` when none arrived)."""
-        return self.requests[-1]
-
-    def push(self, *replies: FakeReply) -> None:
-        """Queue replies; each POST consumes the next one."""
-        self.replies.extend(replies)
-
     def add_reply(self, content: str | None = None, *, times: int = 1, **fields: Any) -> FakeReply:
         """Queue ``times`` identical replies (see :class:`FakeReply` for ``fields``)."""
-        reply = FakeReply(content=content, **fields)
-        self.replies.extend([reply] * times)
-        return reply
+        return super().add_reply(content, times=times, **fields)
 
     def add_error(self, status: int, message: str = "injected error", *, type: str = "api_error",
                   code: str | None = None, param: str | None = None,
@@ -423,93 +226,48 @@ class FakeOpenAI:
         error = {"message": message, "type": type, "param": param, "code": code}
         return self.add_reply(status=status, error=error, headers=hdrs, times=times, delay=delay)
 
-    def reset(self) -> None:
-        """Forget queued replies, recorded requests and counters."""
-        self.replies.clear()
-        self.requests.clear()
-        self.connections_opened = self.connections_closed = self.cancelled = 0
-        self.cancelled_event.clear()
-
-    def wait_cancelled(self, timeout: float = 5.0) -> bool:
-        """Block until an answer was cut short by the peer (thread mode only)."""
-        return self.cancelled_event.wait(timeout)
-
-    async def wait_cancelled_async(self, timeout: float = 5.0) -> bool:
-        """Await a cancellation without blocking the loop (works in both modes)."""
-        deadline = time.monotonic() + timeout
-        while not self.cancelled_event.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        return self.cancelled_event.is_set()
-
     # -- request handling ----------------------------------------------------------------
 
-    def _handle(self, conn: _Connection, request: h11.Request | None, body: bytes) -> Any:
-        """Answer one request; returns a coroutine when the answer must wait."""
-        assert request is not None
-        method, path = request.method.decode(), request.target.decode().split("?", 1)[0]
-        try:
-            data = _json_decode(body) if body else None
-        except msgspec.DecodeError:
-            data = None
-        if self.record:
-            headers = {k.decode(): v.decode() for k, v in request.headers}
-            self.requests.append(RecordedRequest(method, path, headers, body, data))
+    def route(self, conn: Connection, method: str, path: str, headers: dict[str, str],
+              data: Any) -> Pending:
+        """``GET .../models``, ``POST .../chat/completions`` and ``POST .../embeddings``."""
         if method == "GET" and path.endswith("/models"):
             now = int(time.time())
-            return conn.send_json(200, {"object": "list", "data": [
+            conn.send_json(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": now, "owned_by": "fake"}
                 for m in self.models]})
+            return None
         kind = ("chat" if path.endswith("/chat/completions") else
                 "embed" if path.endswith("/embeddings") else None)
         if method != "POST" or kind is None:
-            return conn.send_json(404, {"error": {"message": f"no route {method} {path}",
-                                                    "type": "invalid_request_error"}})
+            conn.send_json(404, self.error_body(404, f"no route {method} {path}"))
+            return None
         if not isinstance(data, dict):
-            return conn.send_json(400, {"error": {"message": "body must be a JSON object",
-                                                    "type": "invalid_request_error"}})
-        reply = self.replies.popleft() if self.replies else self.default_reply
-        if reply.delay or (kind == "chat" and data.get("stream") and
-                           (reply.chunk_delay or reply.hang_after is not None)):
-            return self._answer_later(conn, kind, reply, data)
-        self._answer(conn, kind, reply, data)
-        return None
+            conn.send_json(400, self.error_body(400, "body must be a JSON object"))
+            return None
+        reply = self.next_reply()
+        paced = kind == "chat" and bool(data.get("stream")) and self.is_paced(reply)
+        return self.answer(reply, lambda later: self._answer(conn, kind, reply, data, later),
+                           paced=paced)
 
-    async def _answer_later(self, conn: _Connection, kind: str, reply: FakeReply,
-                            data: dict[str, Any]) -> None:
-        if reply.delay:
-            await asyncio.sleep(reply.delay if math.isfinite(reply.delay) else 1e9)
-        pending = self._answer(conn, kind, reply, data, paced=True)
-        if pending is not None:
-            await pending
-
-    def _answer(self, conn: _Connection, kind: str, reply: FakeReply, data: dict[str, Any],
-                paced: bool = False) -> Any:
+    def _answer(self, conn: Connection, kind: str, reply: FakeReply, data: dict[str, Any],
+                paced: bool) -> Pending:
         headers = {"x-request-id": f"req_{next(_ids)}", **reply.headers}
         if reply.status != 200:
             error = reply.error or {"message": "injected error", "type": "api_error"}
-            return conn.send_json(reply.status, {"error": error}, headers)
+            conn.send_json(reply.status, {"error": error}, headers)
+            return None
         if kind == "embed":
-            return conn.send_json(200, self._embeddings(data), headers)
+            conn.send_json(200, self._embeddings(data), headers)
+            return None
         answer = _Answer(reply, data, self.model)
         cid, created = f"chatcmpl-fake{next(_ids)}", int(time.time())
         if not data.get("stream"):
-            return conn.send_json(200, answer.completion(cid, created), headers)
+            conn.send_json(200, answer.completion(cid, created), headers)
+            return None
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = answer.chunks(cid, created, include_usage)
-        if not paced:  # one write: the whole stream as a single chunk
-            conn.send_stream(headers, b"".join(events))
-            return None
-        return self._pace(conn, headers, events, reply)
-
-    async def _pace(self, conn: _Connection, headers: dict[str, str], events: list[bytes],
-                    reply: FakeReply) -> None:
-        conn.start_stream(headers)
-        for n, event in enumerate(events):
-            if reply.hang_after is not None and n >= reply.hang_after:
-                await asyncio.Event().wait()  # until the peer leaves and we are cancelled
-            if n and reply.chunk_delay:
-                await asyncio.sleep(reply.chunk_delay)
-            conn.send_chunk(event, last=n == len(events) - 1)
+        return self.send_events(conn, headers, events, reply, paced)
 
     def _embeddings(self, data: dict[str, Any]) -> dict[str, Any]:
         raw = data.get("input", "")
@@ -525,96 +283,19 @@ class FakeOpenAI:
         return {"object": "list", "data": rows, "model": data.get("model") or self.model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-    # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> FakeOpenAI:
-        """Listen on the current event loop; sets :attr:`port` when it was 0."""
-        self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def aclose(self) -> None:
-        """Stop listening and drop every open connection (hanging answers end)."""
-        if self._server is not None:
-            self._closing = True  # aborting our own connections is not a peer cancellation
-            self._server.close()
-            self._server = None
-            tasks = [c.task for c in self._live if c.task is not None]
-            for conn in list(self._live):
-                if conn.transport is not None:
-                    conn.transport.abort()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._closing = False
-
-    async def __aenter__(self) -> FakeOpenAI:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> FakeOpenAI:
-        """Run the server in a daemon thread with its own event loop."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:  # reported to the caller below
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.aclose())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-            self._thread = None
-
-    def __repr__(self) -> str:
-        return f"<FakeOpenAI {self.base_url} queued={len(self.replies)}>"
+def _build(args: argparse.Namespace) -> FakeOpenAI:
+    return FakeOpenAI(args.host, args.port, model=args.model, default_reply=FakeReply(
+        content=args.reply, delay=args.delay, chunk_delay=args.chunk_delay))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until interrupted; prints ``listening on <base_url>`` once ready."""
-    parser = argparse.ArgumentParser(prog="python -m robutler_kernel.testing.fake_openai",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--model", default="fake-model")
-    parser.add_argument("--reply", default=None, help="fixed reply text (default: echo)")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds before first byte")
-    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between chunks")
-    args = parser.parse_args(argv)
+    serve_main(argv, prog="python -m robutler_kernel.testing.fake_openai",
+               description=(__doc__ or "").split("\n\n")[0], build=_build)
 
-    async def serve() -> None:
-        fake = FakeOpenAI(args.host, args.port, model=args.model, default_reply=FakeReply(
-            content=args.reply, delay=args.delay, chunk_delay=args.chunk_delay))
-        fake.record = False  # a long benchmark must not grow memory
-        await fake.start()
-        print(f"listening on {fake.base_url}", flush=True)
-        await asyncio.Event().wait()
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+__all__ = ["FakeOpenAI", "FakeReply", "RecordedRequest", "embed_text", "main"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,472 @@
+"""The server core of the test kit's fake LLM upstreams (:mod:`.fake_openai`, :mod:`.fake_anthropic`).
+
+It speaks the real wire protocol (HTTP/1.1 with keep-alive, JSON, SSE over chunked
+transfer encoding) on a real loopback socket, so the code under test runs its real HTTP
+client. It is built on asyncio protocols and ``h11`` rather than an ASGI framework: a fake
+is also the zero-latency upstream of the benchmark and must never be its bottleneck.
+
+What a fake shares lives here: the connection protocol, the queue of scripted replies, the
+recording of requests, delays, paced and hanging streams, cancellation counting, the three
+run modes (a background thread, the current event loop, a process) and the command line.
+A subclass (:class:`FakeServer`) answers the routes of one API in :meth:`FakeServer.route`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import h11
+import msgspec
+
+json_encode = msgspec.json.Encoder().encode
+json_decode = msgspec.json.Decoder().decode
+
+#: A word and the whitespace after it: how text is split into stream deltas.
+WORDS = re.compile(r"\S+\s*")
+
+
+def count_words(text: str) -> int:
+    """The fakes' token count: whitespace-separated words."""
+    return len(text.split())
+
+
+class Scripted(Protocol):
+    """What the core reads of a scripted reply (both fakes' reply types have these)."""
+
+    status: int
+    headers: dict[str, str]
+    delay: float
+    chunk_delay: float
+    hang_after: int | None
+
+
+R = TypeVar("R", bound=Scripted)
+F = TypeVar("F", bound="FakeServer[Any]")
+
+
+@dataclass
+class RecordedRequest:
+    """A request the fake received: ``headers`` have lower-case names, ``json`` is the
+    decoded body (``None`` when empty or not JSON)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+
+
+_JSON_HEADERS = b"content-type: application/json\r\n"
+_SSE_HEADERS = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: h11 parses requests; answers are framed here.
+
+    h11 is used as the parser only: serialising responses through it costs more than
+    the rest of the server together, and the framing we need (fixed length or chunked)
+    is two lines of code. A fresh parser per request, fed the bytes the previous one
+    did not consume, keeps pipelined requests working.
+
+    Answers without delays are written synchronously from ``data_received`` (the fast
+    path); delayed and paced answers run as a task, which is cancelled (and counted)
+    when the peer closes the socket.
+    """
+
+    def __init__(self, fake: FakeServer[Any]) -> None:
+        self.fake = fake
+        self.parser = h11.Connection(h11.SERVER)
+        self.transport: asyncio.Transport | None = None
+        self.request: h11.Request | None = None
+        self.body = bytearray()
+        self.keep_alive = True
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.fake.connections_opened += 1
+        self.fake._live.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fake.connections_closed += 1
+        self.fake._live.discard(self)
+        self.transport = None
+        if self.task is not None and not self.task.done() and not self.fake._closing:
+            self.task.cancel()
+            self.fake.cancelled += 1
+            self.fake.cancelled_event.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.receive_data(data)
+        if self.task is None:
+            self._process()
+
+    def eof_received(self) -> bool | None:
+        self.parser.receive_data(b"")
+        return None  # close the transport: a peer that stops sending has gone away
+
+    def _process(self) -> None:
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                event = self.parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.keep_alive = False
+                self.send_json(400, self.fake.error_body(400, f"bad HTTP request: {exc}"))
+                return
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Request):
+                self.request, self.body = event, bytearray()
+                self.keep_alive = _keep_alive(event)
+            elif isinstance(event, h11.Data):
+                self.body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                pending = self.fake._handle(self, self.request, bytes(self.body))
+                if pending is not None:
+                    self.task = asyncio.ensure_future(pending)
+                    self.task.add_done_callback(self._task_done)
+                    return
+            elif isinstance(event, h11.ConnectionClosed):
+                self.transport.close()
+                return
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.task = None
+        if task.cancelled() or self.transport is None:
+            return
+        if task.exception() is not None:  # a bug in the fake: drop the connection, loudly
+            self.transport.close()
+            raise task.exception()  # type: ignore[misc]
+        self._process()
+
+    def _done(self) -> None:
+        """The answer is complete: close, or start a new parser for the next request."""
+        if self.transport is None:
+            return
+        if not self.keep_alive:
+            self.transport.close()
+            return
+        rest, closed = self.parser.trailing_data
+        self.parser = h11.Connection(h11.SERVER)
+        if rest:
+            self.parser.receive_data(rest)
+        if closed:
+            self.parser.receive_data(b"")
+
+    def _head(self, status: int, extra: bytes, headers: dict[str, str] | None) -> bytes:
+        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Status\r\n" % status, extra]
+        lines += [f"{k}: {v}\r\n".encode() for k, v in (headers or {}).items()]
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """Write a complete JSON answer."""
+        if self.transport is None:
+            return
+        data = json_encode(payload)
+        head = self._head(status, _JSON_HEADERS + b"content-length: %d\r\n" % len(data), headers)
+        self.transport.write(head + data)
+        self._done()
+
+    def start_stream(self, headers: dict[str, str]) -> None:
+        """Write the head of an SSE answer (chunked transfer encoding)."""
+        assert self.transport is not None
+        self.transport.write(self._sse_head(headers))
+
+    def send_stream(self, headers: dict[str, str], body: bytes) -> None:
+        """Write a complete SSE answer in one write (one chunk plus the terminator)."""
+        if self.transport is None:
+            return
+        self.transport.write(self._sse_head(headers) + _chunk(body) + b"0\r\n\r\n")
+        self._done()
+
+    def _sse_head(self, headers: dict[str, str]) -> bytes:
+        return self._head(200, _SSE_HEADERS + b"transfer-encoding: chunked\r\n", headers)
+
+    def send_chunk(self, data: bytes, last: bool = False) -> None:
+        """Write one chunk of a streamed answer; ``last`` ends the answer."""
+        if self.transport is None:
+            return
+        self.transport.write(_chunk(data) + (b"0\r\n\r\n" if last else b""))
+        if last:
+            self._done()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _keep_alive(request: h11.Request) -> bool:
+    tokens = b",".join(v for k, v in request.headers if k == b"connection").lower()
+    if request.http_version == b"1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
+
+
+#: What :meth:`FakeServer.route` returns: ``None`` once answered, else a coroutine to run.
+Pending = Coroutine[Any, Any, None] | None
+
+
+class FakeServer(Generic[R]):
+    """A fake HTTP upstream on ``127.0.0.1``: scripted replies, recording, run modes.
+
+    A subclass sets :attr:`reply_type`, answers requests in :meth:`route` and shapes
+    error bodies in :meth:`error_body`.
+
+    :param host: the interface to listen on.
+    :param port: the port; 0 picks a free one (see :attr:`port`).
+    :param default_reply: the reply when none is queued.
+
+    :ivar port: the port listened on (known once started).
+    :ivar default_reply: the reply used when the queue is empty; set its ``delay`` or
+        ``chunk_delay`` to slow every answer down.
+    :ivar requests: every :class:`RecordedRequest`, in arrival order.
+    :ivar record: whether to record requests (off in the benchmark process).
+    :ivar replies: the queue of scripted replies; each answered POST consumes one.
+    :ivar connections_opened: connections accepted so far.
+    :ivar connections_closed: connections closed so far (by either side).
+    :ivar cancelled: answers cut short because the peer closed the socket mid-answer.
+    :ivar cancelled_event: a ``threading.Event`` set at the first such cancellation.
+    """
+
+    #: The scripted reply class (its first field is ``content``).
+    reply_type: ClassVar[Callable[..., Any]]
+    #: The name of the background thread in thread mode.
+    thread_name: ClassVar[str] = "fake-server"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, default_reply: R) -> None:
+        self.host, self.port = host, port
+        self.default_reply: R = default_reply
+        self.replies: deque[R] = deque()
+        self.requests: list[RecordedRequest] = []
+        self.connections_opened = self.connections_closed = self.cancelled = 0
+        self.cancelled_event = threading.Event()
+        self.record = True
+        self._closing = False
+        self._live: set[Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: what a client's ``base_url`` takes."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently open."""
+        return len(self._live)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        """The most recent request (``IndexError`` when none arrived)."""
+        return self.requests[-1]
+
+    def push(self, *replies: R) -> None:
+        """Queue replies; each POST consumes the next one."""
+        self.replies.extend(replies)
+
+    def add_reply(self, content: str | None = None, *, times: int = 1, **fields: Any) -> R:
+        """Queue ``times`` identical replies (see :attr:`reply_type` for ``fields``)."""
+        reply: R = self.reply_type(content=content, **fields)
+        self.replies.extend([reply] * times)
+        return reply
+
+    def next_reply(self) -> R:
+        """The next queued reply, else the default one."""
+        return self.replies.popleft() if self.replies else self.default_reply
+
+    def reset(self) -> None:
+        """Forget queued replies, recorded requests and counters."""
+        self.replies.clear()
+        self.requests.clear()
+        self.connections_opened = self.connections_closed = self.cancelled = 0
+        self.cancelled_event.clear()
+
+    def wait_cancelled(self, timeout: float = 5.0) -> bool:
+        """Block until an answer was cut short by the peer (thread mode only)."""
+        return self.cancelled_event.wait(timeout)
+
+    async def wait_cancelled_async(self, timeout: float = 5.0) -> bool:
+        """Await a cancellation without blocking the loop (works in both modes)."""
+        deadline = time.monotonic() + timeout
+        while not self.cancelled_event.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return self.cancelled_event.is_set()
+
+    # -- request handling ----------------------------------------------------------------
+
+    def error_body(self, status: int, message: str) -> Any:
+        """The body of an error the fake itself answers (bad route, bad JSON...)."""
+        return {"error": {"message": message, "type": "invalid_request_error"}}
+
+    def route(self, conn: Connection, method: str, path: str, headers: dict[str, str],
+              data: Any) -> Pending:
+        """Answer one request (``data`` is the decoded JSON body, or ``None``): write it on
+        ``conn`` now and return ``None``, or return a coroutine that writes it later."""
+        raise NotImplementedError
+
+    def _handle(self, conn: Connection, request: h11.Request | None, body: bytes) -> Pending:
+        """Decode and record one request, then route it."""
+        assert request is not None
+        method, path = request.method.decode(), request.target.decode().split("?", 1)[0]
+        try:
+            data = json_decode(body) if body else None
+        except msgspec.DecodeError:
+            data = None
+        headers = {k.decode(): v.decode() for k, v in request.headers}
+        if self.record:
+            self.requests.append(RecordedRequest(method, path, headers, body, data))
+        return self.route(conn, method, path, headers, data)
+
+    def answer(self, reply: R, write: Callable[[bool], Pending], *, paced: bool) -> Pending:
+        """Run ``write(paced)`` now, or later when ``reply`` has a ``delay`` or the answer
+        is ``paced`` (a stream with ``chunk_delay`` or ``hang_after``)."""
+        if reply.delay or paced:
+            return self._answer_later(reply, write)
+        write(False)
+        return None
+
+    async def _answer_later(self, reply: R, write: Callable[[bool], Pending]) -> None:
+        if reply.delay:
+            await asyncio.sleep(reply.delay if math.isfinite(reply.delay) else 1e9)
+        pending = write(True)
+        if pending is not None:
+            await pending
+
+    @staticmethod
+    def is_paced(reply: Scripted) -> bool:
+        """Whether a streamed answer of ``reply`` must be written event by event."""
+        return bool(reply.chunk_delay) or reply.hang_after is not None
+
+    async def pace(self, conn: Connection, headers: dict[str, str], events: list[bytes],
+                   reply: R) -> None:
+        """Write a stream event by event: ``chunk_delay`` apart, hanging after
+        ``hang_after`` events until the peer leaves."""
+        conn.start_stream(headers)
+        for n, event in enumerate(events):
+            if reply.hang_after is not None and n >= reply.hang_after:
+                await asyncio.Event().wait()  # until the peer leaves and we are cancelled
+            if n and reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            conn.send_chunk(event, last=n == len(events) - 1)
+
+    def send_events(self, conn: Connection, headers: dict[str, str], events: list[bytes],
+                    reply: R, paced: bool) -> Pending:
+        """Write SSE ``events``: all in one write, or paced (see :meth:`pace`)."""
+        if not paced:
+            conn.send_stream(headers, b"".join(events))
+            return None
+        return self.pace(conn, headers, events, reply)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self: F) -> F:
+        """Listen on the current event loop; sets :attr:`port` when it was 0."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: Connection(self), self.host, self.port, reuse_address=True, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def aclose(self) -> None:
+        """Stop listening and drop every open connection (hanging answers end)."""
+        if self._server is not None:
+            self._closing = True  # aborting our own connections is not a peer cancellation
+            self._server.close()
+            self._server = None
+            tasks = [c.task for c in self._live if c.task is not None]
+            for conn in list(self._live):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._closing = False
+
+    async def __aenter__(self: F) -> F:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self: F) -> F:
+        """Run the server in a daemon thread with its own event loop."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # reported to the caller below
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.aclose())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._thread = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url} queued={len(self.replies)}>"
+
+
+def serve_main(argv: list[str] | None, *, prog: str, description: str,
+               build: Callable[[argparse.Namespace], FakeServer[Any]]) -> None:
+    """A fake's command line: serve until interrupted, printing ``listening on <base_url>``
+    once ready. ``build`` makes the fake from the parsed options (``host``, ``port``,
+    ``model``, ``reply``, ``delay``, ``chunk_delay``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--reply", default=None, help="fixed reply text (default: echo)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before first byte")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between chunks")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        fake = build(args)
+        fake.record = False  # a long benchmark must not grow memory
+        await fake.start()
+        print(f"listening on {fake.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+__all__ = ["WORDS", "Connection", "FakeServer", "Pending", "RecordedRequest", "Scripted",
+           "count_words", "json_decode", "json_encode", "serve_main"]
