@@ -1,7 +1,7 @@
 """Test kit shipped with the kernel: helpers for testing the kernel and plugins.
 
 Exports are resolved lazily (PEP 562) so that ``python -m
-robutler_kernel.testing.fake_openai`` does not import the module twice.
+robutler_kernel.testing.fake_openai`` (or ``fake_anthropic``) does not import the module twice.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "AnthropicReply": "fake_anthropic",
+    "FakeAnthropic": "fake_anthropic",
     "FakeOpenAI": "fake_openai",
     "FakeReply": "fake_openai",
     "RecordedRequest": "fake_openai",

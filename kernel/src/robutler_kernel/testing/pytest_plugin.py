@@ -3,6 +3,7 @@
 Fixtures:
 
 * ``fake_openai`` -- a started :class:`~robutler_kernel.testing.FakeOpenAI` on a loopback port.
+* ``fake_anthropic`` -- a started :class:`~robutler_kernel.testing.FakeAnthropic` on a loopback port.
 * ``hook_recorder`` -- a fresh :class:`~robutler_kernel.testing.HookRecorder`.
 * ``kernel_factory`` -- :func:`~robutler_kernel.testing.make_kernel`, with explicit plugins.
 * ``live_server`` -- a function serving a kernel over real HTTP for the test's duration.
@@ -22,6 +23,15 @@ def fake_openai() -> Iterator[Any]:
     from .fake_openai import FakeOpenAI
 
     with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[Any]:
+    """A fake Anthropic Messages API on a loopback port (``.base_url`` is the API root)."""
+    from .fake_anthropic import FakeAnthropic
+
+    with FakeAnthropic() as fake:
         yield fake
 
 
