@@ -110,7 +110,7 @@ def test_error_mid_stream_is_an_error_event_then_done() -> None:
     kernel = make_kernel({"flaky": {"model": "flaky/x", "skills": {"flaky": None}}}, plugins=[scripted, Flaky])
     with LiveServer(kernel) as server:
         client = openai.OpenAI(base_url=f"{server.url}/flaky", api_key="unused", max_retries=0)
-        stream = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "go"}], stream=True)
+        stream = client.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "go"}], stream=True)
         received = []
         try:
             for chunk in stream:
@@ -169,7 +169,7 @@ def test_request_timeout_covers_streams() -> None:
     with LiveServer(kernel) as server:
         client = openai.OpenAI(base_url=f"{server.url}/slow", api_key="unused", max_retries=0)
         stream = client.chat.completions.create(
-            model="x", messages=[{"role": "user", "content": "one two three four five six seven"}], stream=True
+            model="slow", messages=[{"role": "user", "content": "one two three four five six seven"}], stream=True
         )
         received = []
         try:

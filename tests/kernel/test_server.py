@@ -92,7 +92,7 @@ def error_of(response: Any) -> dict[str, Any]:
 async def test_official_client_on_agent_base_url(kernel: Any) -> None:
     async with kernel_client(kernel) as http_client:
         client = openai.AsyncOpenAI(base_url="http://kernel/bot", api_key="unused", http_client=http_client)
-        completion = await client.chat.completions.create(model="ignored", messages=[{"role": "user", "content": "hi"}])
+        completion = await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].message.content == "scripted reply"
     assert completion.model == "bot"
     assert completion.usage is not None and completion.usage.total_tokens > 0

@@ -106,6 +106,31 @@ class Agent:
                 for method in http_info.methods:
                     self._http[(http_info.path, method)] = (http_info, fn)
 
+    def model_for(self, requested: str | None) -> str | list[str]:
+        """The model (or fallback list) a request runs on.
+
+        The agent's own, when the request's ``model`` field is empty, the agent's name or
+        the agent's first model; the one named, when it is another of the agent's models or
+        one of its ``allowed_models`` (then without fallback: the caller chose it);
+        otherwise a 400 that lists what may be asked for.
+        """
+        spec = self.spec
+        if not requested or requested == self.name or requested == spec.models[0]:
+            return spec.model
+        if requested in spec.models or requested in spec.allowed_models:
+            return requested
+        allowed = ", ".join(self.requestable_models())
+        raise BadRequest(
+            f"agent {self.name!r} does not allow model {requested!r}; ask for one of: {allowed} "
+            f"(or send the agent's name, {self.name!r}, for its default)",
+            param="model",
+            code="model_not_allowed",
+        )
+
+    def requestable_models(self) -> list[str]:
+        """Every model a request may ask for: the agent's list, then its allowed models."""
+        return self.spec.models + [m for m in self.spec.allowed_models if m not in self.spec.models]
+
     def http_endpoint(self, path: str, method: str) -> tuple[HttpInfo, Callable[..., Any]] | None:
         """The skill ``@http`` endpoint serving ``method /{agent}/{path}``, if any."""
         return self._http.get((path.strip("/"), method.upper()))
@@ -120,9 +145,11 @@ class Agent:
         tools: Sequence[ToolDefinition | Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        model: str | None = None,
         **params: Any,
     ) -> RequestContext:
-        """A new request context for ``messages`` (Messages or dicts) and LLM params."""
+        """A new request context for ``messages`` (Messages or dicts) and LLM params;
+        ``model`` picks one of the agent's models or ``allowed_models``."""
         unknown = set(params) - set(FORWARDED_PARAMS)
         if unknown:
             raise TypeError(f"unknown LLM parameters: {', '.join(sorted(unknown))}")
@@ -134,6 +161,7 @@ class Agent:
             stream=stream,
             headers=headers,
             request_id=request_id,
+            requested_model=model,
         )
 
     async def run(self, messages: Sequence[Message | Mapping[str, Any]], **params: Any) -> ChatCompletion:
@@ -281,6 +309,8 @@ class Agent:
         hooks = self.hooks
         if hooks.implemented("on_connection"):
             await hooks.call("on_connection", ctx=ctx)
+        if ctx.requested_model:
+            ctx.model = self.model_for(ctx.requested_model)
         await self._incoming(ctx)
         tools = self.permitted_tools(ctx)
         definitions = (
@@ -393,7 +423,8 @@ class Agent:
             "name": self.name,
             "description": self.spec.description,
             "model": self.spec.model,
-            "models": self.spec.models + [m for m in self.spec.allowed_models if m not in self.spec.models],
+            "models": self.requestable_models(),
+            "allowed_models": self.spec.allowed_models,
             "skills": [s.name for s in self.skills],
             "tools": [
                 {

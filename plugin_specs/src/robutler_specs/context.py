@@ -161,7 +161,11 @@ class RequestContext:
     :ivar usage: every metered event of the request.
     :ivar state: scratch space for skills, keyed by skill name by convention.
     :ivar response_headers: headers to add to the HTTP response (before it starts).
-    :ivar model: the model (or fallback list) this request runs on.
+    :ivar model: the model (or fallback list) this request runs on: the agent's, or the
+        one ``requested_model`` names once the kernel has checked it is allowed (after
+        ``on_connection``, so that only an authenticated caller learns what is).
+    :ivar requested_model: the request's ``model`` field on ``/{agent}/...`` (``None`` on
+        ``/v1``, where it names the agent).
     :ivar cost: what the request cost, in credits, when a pricing skill set it (it is
         reported as ``usage.cost``).
     """
@@ -178,6 +182,7 @@ class RequestContext:
         "model",
         "params",
         "request_id",
+        "requested_model",
         "response_headers",
         "state",
         "stream",
@@ -196,6 +201,7 @@ class RequestContext:
         request_id: str | None = None,
         identity: Identity = ANONYMOUS,
         model: str | list[str] | None = None,
+        requested_model: str | None = None,
     ) -> None:
         self.request_id = request_id or f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
@@ -210,6 +216,7 @@ class RequestContext:
         self.state: dict[str, Any] = {}
         self.response_headers: dict[str, str] = {}
         self.model: str | list[str] = model if model is not None else agent.model
+        self.requested_model = requested_model
         self.cost: float | None = None
         self._extra_tools: dict[str, ToolSpec] | None = None
 

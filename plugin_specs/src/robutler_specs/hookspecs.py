@@ -93,7 +93,10 @@ class SkillHooks:
 
         A provider skill answers only when ``call.provider`` is its own prefix and returns
         ``None`` otherwise. Raise ``ProviderError`` (502), ``ProviderTimeout`` (504),
-        ``RateLimited`` (429) or ``ServiceUnavailable`` (503) on upstream failure.
+        ``RateLimited`` (429, ``Retry-After`` in ``headers``) or ``ServiceUnavailable`` (503)
+        on upstream failure. Try once: the kernel retries errors marked ``retryable`` (with
+        backoff, then the agent's next model), so a provider's own retries must be off. Each
+        try is a new call with ``call.attempt`` counting up (and maybe another ``model``).
 
         :param ctx: the request context.
         :param call: the call; ``call.model_name`` is the provider's model name.
@@ -111,7 +114,8 @@ class SkillHooks:
         on a call's first delta), a ``finish_reason`` on the last choice, and ``usage`` on
         any chunk (usually the last). The kernel re-stamps ``id``, ``created`` and ``model``.
         If the client goes away the kernel closes the iterator (``aclose``), which must
-        cancel the upstream request.
+        cancel the upstream request. Raise upstream errors as ``llm_complete`` does; the
+        kernel retries a stream only while none of its text reached the client.
 
         :param ctx: the request context.
         :param call: the call.

@@ -80,7 +80,8 @@ async def openai_client(kernel: Any, key: str | None, agent_name: str = "bot") -
 
 async def whoami(client: openai.AsyncOpenAI) -> dict[str, Any]:
     """Ask the agent to run the probe; the identity it reported."""
-    reply = await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "call whoami"}])
+    agent = str(client.base_url).rstrip("/").rsplit("/", 1)[-1]
+    reply = await client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "call whoami"}])
     content = reply.choices[0].message.content or ""
     assert content.startswith("Tool whoami returned: "), content
     return dict(json.loads(content.removeprefix("Tool whoami returned: ")))

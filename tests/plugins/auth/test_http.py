@@ -56,7 +56,7 @@ async def test_bad_key_is_401_with_a_challenge() -> None:
     kernel = build({"bot": agent(keys_config())})
     async with openai_client(kernel, "wrong-key-0123456789abcdefghijk") as client:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+            await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "hi"}])
     response = caught.value.response
     assert response.status_code == 401
     error = response.json()["error"]

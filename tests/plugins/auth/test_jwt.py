@@ -117,7 +117,7 @@ async def test_bad_tokens_are_401_saying_why(auth_rsa: tuple[Any, str]) -> None:
         kernel = build({"bot": agent({"jwt": {**jwt_config, "leeway": 0}})})
         async with openai_client(kernel, jwt_text) as client:
             with pytest.raises(openai.AuthenticationError) as caught:
-                await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+                await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "hi"}])
         response = caught.value.response
         error = response.json()["error"]
         assert (error["code"], words in error["message"]) == (code, True), (case, error)

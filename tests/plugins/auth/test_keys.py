@@ -114,7 +114,7 @@ async def test_keys_are_confirmed_with_compare_digest_on_the_full_digest(monkeyp
     kernel = build({"bot": agent(keys_config())})
     monkeypatch.setattr(hmac, "compare_digest", spy)
     async with openai_client(kernel, BOB_KEY) as client:
-        await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+        await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "hi"}])
     presented = hashlib.sha256(BOB_KEY.encode()).digest()
     assert calls == [(presented, presented)]  # bob's stored digest against the presented one
 

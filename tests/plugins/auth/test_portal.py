@@ -120,7 +120,7 @@ async def test_portal_failure_is_a_503_naming_portal_url(auth_portal: FakePortal
     started = time.monotonic()
     async with openai_client(kernel, bad) as client:
         with pytest.raises(openai.APIStatusError) as caught:
-            await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+            await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "hi"}])
     assert time.monotonic() - started < 3
     error = caught.value.response.json()["error"]
     assert caught.value.status_code == 503 and error["code"] == "auth_portal_unavailable"

@@ -89,7 +89,7 @@ async def test_admin_tool_is_hidden_and_refused_for_lower_scopes(auth_vault: Any
     kernel, recorder = auth_vault
     key = {"anonymous": None, "alice-key": ALICE_KEY, "alice-jwt-claiming-owner": token(HS_SECRET, scope="owner")}[caller]
     async with openai_client(kernel, key) as client:
-        reply = await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "go"}])
+        reply = await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "go"}])
     assert reply.choices[0].message.content == "done"
     # not listed: the first call offered only the public tool
     assert offered(recorder)[0] == {"public_info"}
@@ -103,7 +103,7 @@ async def test_admin_tool_is_hidden_and_refused_for_lower_scopes(auth_vault: Any
 async def test_owner_sees_owner_tools_but_not_admin_ones(auth_vault: Any) -> None:
     kernel, recorder = auth_vault
     async with openai_client(kernel, BOB_KEY) as client:  # bob is the agent's owner
-        await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "go"}])
+        await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "go"}])
     assert offered(recorder)[0] == {"public_info", "owner_report"}
     assert "OWNER-FRAGMENT" in system_prompt(recorder) and "ADMIN-FRAGMENT" not in system_prompt(recorder)
     assert "purge" not in RAN
@@ -115,7 +115,7 @@ async def test_admin_caller_sees_and_runs_the_admin_tool(auth_vault: Any, creden
     kernel, recorder = auth_vault
     key = ROOT_KEY if credential == "key" else token(HS_SECRET, sub="root", scope="admin")
     async with openai_client(kernel, key) as client:
-        reply = await client.chat.completions.create(model="x", messages=[{"role": "user", "content": "go"}])
+        reply = await client.chat.completions.create(model="bot", messages=[{"role": "user", "content": "go"}])
     assert reply.choices[0].message.content == "done"
     assert offered(recorder)[0] == {"public_info", "owner_report", "purge"}
     assert "OWNER-FRAGMENT" in system_prompt(recorder) and "ADMIN-FRAGMENT" in system_prompt(recorder)
@@ -128,7 +128,7 @@ async def test_streamed_requests_are_filtered_the_same_way(auth_vault: Any) -> N
     kernel, recorder = auth_vault
     async with openai_client(kernel, ALICE_KEY) as client:
         stream = await client.chat.completions.create(
-            model="x", messages=[{"role": "user", "content": "go"}], stream=True
+            model="bot", messages=[{"role": "user", "content": "go"}], stream=True
         )
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "done"

@@ -77,6 +77,8 @@ class ChatEndpoint:
                 client_tools=request.tools,
                 stream=request.stream,
                 headers=headers_of(scope),
+                # On /v1 the ``model`` field names the agent; on /{agent} it may pick a model.
+                requested_model=None if self.by_model else request.model,
             )
             if request.stream:
                 include_usage = bool(request.stream_options and request.stream_options.include_usage)
