@@ -43,6 +43,7 @@ METRICS = {
     "robutler_active_connections",
     "robutler_skill_usage_total",
     "robutler_tokens_total",
+    "robutler_llm_calls_total",
 }
 ALLOWED_SERIES = METRICS | {m + s for m in METRICS for s in ("_bucket", "_sum", "_count")}
 HEALTH_ENDPOINTS = ["/", "/health", "/health/detailed", "/ready", "/live"]
@@ -444,6 +445,7 @@ def test_kernel_exports_the_dashboard_metrics() -> None:
         "robutler_active_connections": (),
         "robutler_skill_usage_total": ("skill", "agent"),
         "robutler_tokens_total": ("agent", "type"),
+        "robutler_llm_calls_total": ("agent", "model", "outcome"),
     }
     assert set(expected) == METRICS
     for name, labels in expected.items():

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import httpx
 import openai
 import pytest
+from prometheus_client import REGISTRY
 
 import robutler_plugin_openai
 import robutler_plugin_scripted
@@ -85,11 +86,18 @@ class Served:
         return [(r.name, r.attempt, r.ok) for r in self.records[-1] if r.kind == "llm"]
 
 
+def tries_counted(outcome: str) -> float:
+    labels = {"agent": "bot", "model": "openai/gpt-a", "outcome": outcome}
+    return REGISTRY.get_sample_value("robutler_llm_calls_total", labels) or 0.0
+
+
 def test_a_5xx_is_retried_and_every_try_is_recorded(fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     fake.add_error(503, "overloaded")
     fake.add_reply("second time lucky")
+    failed_before, ok_before = tries_counted("failed"), tries_counted("ok")
     with Served({"bot": agent(fake.base_url)}) as served, caplog.at_level(logging.WARNING, "robutler.llm"):
         completion = served.client("bot").chat.completions.create(model="bot", messages=HI)
+    assert (tries_counted("failed") - failed_before, tries_counted("ok") - ok_before) == (1, 1)
     assert completion.choices[0].message.content == "second time lucky"
     assert len(fake.requests) == 2
     assert served.last_tries() == [("openai/gpt-a", 1, False), ("openai/gpt-a", 2, True)]

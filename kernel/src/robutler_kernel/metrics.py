@@ -23,6 +23,9 @@ REQUEST_DURATION = Histogram(
 ACTIVE_CONNECTIONS = Gauge("robutler_active_connections", "Active connections")
 SKILL_USAGE = Counter("robutler_skill_usage_total", "Skill usage", ["skill", "agent"])
 TOKEN_USAGE = Counter("robutler_tokens_total", "Token usage", ["agent", "type"])
+LLM_CALLS = Counter(
+    "robutler_llm_calls_total", "LLM call tries (retries and fallbacks included)", ["agent", "model", "outcome"]
+)
 AGENT_HEALTH = Gauge("robutler_agent_health", "Agent health status", ["agent"])
 DYNAMIC_AGENTS = Gauge("robutler_dynamic_agents_active", "Active dynamic agents")
 
@@ -42,17 +45,25 @@ def child(metric: Any, *labels: str) -> Any:
 def observe_request(ctx: RequestContext, error: BaseException | None) -> None:
     """Record the tokens and skill usage of a finished request."""
     agent = ctx.agent.name
-    prompt = completion = 0
+    prompt = completion = cache_read = cache_write = 0
     for record in ctx.usage:
         if record.kind == "llm":
             prompt += record.prompt_tokens
             completion += record.completion_tokens
+            cache_read += record.cache_read_tokens
+            cache_write += record.cache_write_tokens
+            # Models come from the agent's config (its list and allowed_models): bounded.
+            child(LLM_CALLS, agent, record.name, "ok" if record.ok else "failed").inc()
         if record.plugin:
             child(SKILL_USAGE, record.plugin, agent).inc()
     if prompt:
         child(TOKEN_USAGE, agent, "prompt").inc(prompt)
     if completion:
         child(TOKEN_USAGE, agent, "completion").inc(completion)
+    if cache_read:
+        child(TOKEN_USAGE, agent, "cache_read").inc(cache_read)
+    if cache_write:
+        child(TOKEN_USAGE, agent, "cache_write").inc(cache_write)
 
 
 class MetricsMiddleware:

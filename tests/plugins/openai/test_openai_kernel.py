@@ -38,3 +38,26 @@ def test_an_agent_answers_through_the_plugin(fake: FakeOpenAI) -> None:
     first = fake.requests[0].json
     assert first["temperature"] == 0.1 and first["messages"][0] == {"role": "system", "content": "Be kind."}
     assert fake.requests[1].json["stream"] is True
+
+
+def test_cached_prompt_tokens_are_reported_and_recorded(fake: FakeOpenAI) -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 6}}
+    fake.add_reply("cached", usage=usage)
+    fake.add_reply("cached stream", usage=usage)
+
+    async def body() -> None:
+        kernel = make_kernel(agents(fake), plugins=[robutler_plugin_openai])
+        await kernel.startup()
+        try:
+            agent = kernel.agent("bot")
+            ctx = agent.context([{"role": "user", "content": "hi"}])
+            completion = await agent.complete(ctx)
+            details = completion.usage.prompt_tokens_details
+            assert completion.usage.prompt_tokens == 10 and details and details.cached_tokens == 6
+            assert ctx.usage[0].cache_read_tokens == 6
+            chunks = [c async for c in agent.run_streaming([{"role": "user", "content": "hi"}])]
+            final = chunks[-1].usage
+            assert final and final.prompt_tokens_details and final.prompt_tokens_details.cached_tokens == 6
+        finally:
+            await kernel.shutdown()
+    run(body())

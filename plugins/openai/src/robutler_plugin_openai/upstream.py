@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import openai
 
-from robutler_specs import LLMCall, LLMResult, Message, ProviderError, Usage
+from robutler_specs import LLMCall, LLMResult, Message, PromptTokensDetails, ProviderError, Usage
 
 from .errors import PLUGIN
 from .transport import Response
@@ -26,6 +26,7 @@ class _Usage(msgspec.Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -103,6 +104,8 @@ def parse_completion(content: bytes, model: str) -> LLMResult:
         up = completion.usage
         usage = Usage(up.prompt_tokens, up.completion_tokens,
                       up.total_tokens or up.prompt_tokens + up.completion_tokens)
+        if up.prompt_tokens_details is not None and up.prompt_tokens_details.cached_tokens:
+            usage.prompt_tokens_details = up.prompt_tokens_details
     return LLMResult(
         message=choice.message,
         finish_reason=choice.finish_reason or ("tool_calls" if choice.message.tool_calls else "stop"),
