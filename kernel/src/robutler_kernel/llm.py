@@ -76,8 +76,13 @@ class LLMCalls:
     def _next(self, call: LLMCall, tries: Tries) -> LLMCall:
         return _replace(call, model=tries.model, attempt=tries.attempt)
 
-    async def _retry_or_raise(self, ctx: RequestContext, call: LLMCall, tries: Tries, error: RequestError) -> None:
-        """Wait before the next try, or re-raise ``error`` when there is none."""
+    async def _retry_or_raise(
+        self, ctx: RequestContext, call: LLMCall, tries: Tries | None, error: RequestError
+    ) -> Tries:
+        """Wait before the next try and return the schedule (made on the first failure:
+        most calls never need one), or re-raise ``error`` when no try is left."""
+        if tries is None:
+            tries = self._tries(ctx, call)
         delay = tries.after_failure(error)
         nxt = "model " + tries.model if tries.model != call.model else "a retry"
         log.warning(
@@ -86,20 +91,21 @@ class LLMCalls:
         )
         if delay:
             await asyncio.sleep(delay)
+        return tries
 
     # -- complete ------------------------------------------------------------------------
 
     async def complete(self, ctx: RequestContext, call: LLMCall) -> tuple[LLMCall, LLMResult]:
         """The provider's answer to ``call`` (tried as the policy allows) and the try that
         gave it."""
-        tries = self._tries(ctx, call)
+        tries: Tries | None = None
         while True:
             started = time.perf_counter()
             try:
                 result = await self._complete_once(ctx, call)
             except RequestError as exc:
                 self._record_failure(ctx, call, started, exc)
-                await self._retry_or_raise(ctx, call, tries, exc)
+                tries = await self._retry_or_raise(ctx, call, tries, exc)
                 call = self._next(call, tries)
                 continue
             self._record(ctx, call, result, started)
@@ -124,7 +130,7 @@ class LLMCalls:
         """Text deltas of the provider's streamed answer to ``call`` as they arrive, then
         one :class:`Answer`. A try that fails before its first text delta is retried (or
         the next model tried); after it, the error ends the stream."""
-        tries = self._tries(ctx, call)
+        tries: Tries | None = None
         loop = asyncio.get_running_loop()
         while True:
             started = time.perf_counter()
@@ -147,7 +153,7 @@ class LLMCalls:
                     self._record_partial(ctx, call, assembler, started, exc)
                     raise
                 self._record_failure(ctx, call, started, exc, assembler)
-                await self._retry_or_raise(ctx, call, tries, exc)
+                tries = await self._retry_or_raise(ctx, call, tries, exc)
                 call = self._next(call, tries)
                 continue
             except Exception as exc:
