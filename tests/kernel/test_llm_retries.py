@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
@@ -23,16 +22,10 @@ FAST = {"initial_delay": 0, "jitter": 0}
 HI = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def _upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(_upstream: FakeOpenAI) -> FakeOpenAI:
-    _upstream.reset()
-    return _upstream
+def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """The fake upstream (the test kit's fixture)."""
+    return fake_openai
 
 
 def closed_port_url() -> str:
