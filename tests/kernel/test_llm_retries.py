@@ -238,3 +238,34 @@ def test_a_model_the_agent_does_not_allow_is_a_400_naming_the_allowed_ones(fake:
     assert isinstance(error, dict) and error["param"] == "model" and error["code"] == "model_not_allowed"
     assert "openai/gpt-a, openai/gpt-c" in error["message"] and "'bot'" in error["message"]
     assert fake.requests == []
+
+
+def test_a_stream_that_stalls_before_its_first_token_is_retried(fake: FakeOpenAI) -> None:
+    fake.add_reply("never sent", hang_after=0)
+    fake.add_reply("the second try")
+    with Served({"bot": agent(fake.base_url, timeout=0.3)}) as served:
+        stream = served.client("bot").chat.completions.create(model="bot", messages=HI, stream=True)
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        tries = served.last_tries()
+    assert text == "the second try"
+    assert tries == [("openai/gpt-a", 1, False), ("openai/gpt-a", 2, True)]
+    assert "0.3s" in (served.records[-1][0].error or "")
+
+
+def test_library_callers_pick_a_model_the_same_way(fake: FakeOpenAI) -> None:
+    import asyncio
+
+    async def body() -> None:
+        kernel = make_kernel({"bot": agent(fake.base_url, allowed_models=["scripted/echo"])},
+                             plugins=[robutler_plugin_openai, robutler_plugin_scripted])
+        await kernel.startup()
+        try:
+            bot = kernel.agent("bot")
+            echo = await bot.run(HI, model="scripted/echo")
+            assert echo.choices[0].message.content == "You said: hi"
+            with pytest.raises(Exception, match="does not allow model 'openai/gpt-z'"):
+                await bot.run(HI, model="openai/gpt-z")
+        finally:
+            await kernel.shutdown()
+    asyncio.run(body())
+    assert fake.requests == []
