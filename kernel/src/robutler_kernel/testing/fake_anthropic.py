@@ -31,14 +31,19 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .fakeserver import WORDS, Connection, FakeServer, Pending, RecordedRequest, json_decode, serve_main
+from .fakeserver import Connection, FakeServer, Pending, RecordedRequest, json_decode, serve_main
 from .fakeserver import count_words as _words
 from .fakeserver import json_encode as _json_encode
 
 _ids = itertools.count(1)
+
+#: How text is split into ``text_delta`` pieces: a word with the whitespace around it, so
+#: that the pieces always join back into the text (whitespace-only text included).
+TEXT_PIECES = re.compile(r"\s*\S+\s*|\s+")
 
 #: Characters per ``input_json_delta`` piece of a streamed tool input.
 JSON_PIECE = 8
@@ -211,11 +216,11 @@ class AnthropicAnswer:
         deltas: list[dict[str, Any]]
         if kind == "text":
             start: dict[str, Any] = {"type": "text", "text": ""}
-            pieces = self.reply.chunks if self.reply.chunks is not None else WORDS.findall(block["text"])
+            pieces = self.reply.chunks if self.reply.chunks is not None else TEXT_PIECES.findall(block["text"])
             deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
         elif kind == "thinking":
             start = {"type": "thinking", "thinking": "", "signature": ""}
-            deltas = [{"type": "thinking_delta", "thinking": p} for p in WORDS.findall(block["thinking"])]
+            deltas = [{"type": "thinking_delta", "thinking": p} for p in TEXT_PIECES.findall(block["thinking"])]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
         else:
             start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
