@@ -80,8 +80,9 @@ class _Error(msgspec.Struct):
 
 
 class _Event(msgspec.Struct):
-    """Every event type in one lenient struct (measured: as fast as a tagged union here,
-    and unknown event types decode instead of failing)."""
+    """Every event type in one lenient struct: unknown event types decode instead of failing
+    (measured 0.05 µs per event slower than a msgspec tagged union: nothing, next to the
+    ~10 µs the whole translation of a 15-event answer takes)."""
 
     type: str
     index: int = 0
