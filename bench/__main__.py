@@ -1,5 +1,25 @@
+"""``python -m bench [SUITE] [options]`` (``tox -e bench -- [SUITE] [options]``).
+
+Without a suite: the server against the bare pass-through proxy (:mod:`bench.cli`). A suite
+name first runs that suite instead; each compares its targets side by side in one run.
+"""
+
+import importlib
 import sys
 
-from .cli import main
+#: Suite name -> the module whose ``main(argv)`` runs it.
+SUITES = {
+    "server": "bench.cli",
+    "providers": "bench.targets_anthropic",  # the anthropic path beside the openai path
+    "auth": "bench.targets_auth",
+    "payments": "bench.targets_payments",
+    "memory": "bench.memory_bench",
+    "longterm": "bench.targets_longterm",
+    "vector": "bench.targets_vector",
+}
 
-sys.exit(main())
+args = sys.argv[1:]
+suite = args.pop(0) if args and args[0] in SUITES else "server"
+if args and args[0] in ("-h", "--help") and suite == "server":
+    print(f"suites (first argument): {', '.join(SUITES)}; default: server\n")
+sys.exit(importlib.import_module(SUITES[suite]).main(args))
