@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -113,13 +112,17 @@ class LLMCalls:
 
     async def _complete_once(self, ctx: RequestContext, call: LLMCall) -> LLMResult:
         timeout = self.timeouts.get(call.provider)
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                result: LLMResult | None = await self.hooks.first("llm_complete", ctx=ctx, call=call)
-        except TimeoutError:
-            if scope.expired():
-                raise self._timed_out(call, timeout) from None
-            raise
+        result: LLMResult | None
+        if timeout is None:
+            result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+        else:
+            try:
+                async with asyncio.timeout(timeout) as scope:
+                    result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+            except TimeoutError:
+                if scope.expired():
+                    raise self._timed_out(call, timeout) from None
+                raise
         if result is None:
             raise self._no_provider(call)
         return result
@@ -139,15 +142,25 @@ class LLMCalls:
             timeout = self.timeouts.get(call.provider)
             deadline = None if timeout is None else loop.time() + timeout
             try:
-                async with aclosing(self._chunks(ctx, call, deadline)) as chunks:
-                    async for chunk in chunks:
+                chunks, chunk = await self._open(ctx, call, deadline)
+                try:
+                    while chunk is not None:
                         assembler.add(chunk)
                         for choice in chunk.choices:
                             if choice.delta.content:
                                 sent = True
                                 yield Delta(content=choice.delta.content)
+                        if chunks is None:
+                            break
                         if deadline is not None and loop.time() > deadline:
                             raise self._timed_out(call, timeout)
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            break
+                finally:
+                    if chunks is not None:
+                        await _aclose(chunks)
             except RequestError as exc:
                 if sent:
                     self._record_partial(ctx, call, assembler, started, exc)
@@ -172,44 +185,40 @@ class LLMCalls:
             yield Answer(call, result)
             return
 
-    async def _chunks(
+    async def _open(
         self, ctx: RequestContext, call: LLMCall, deadline: float | None
-    ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """The provider's chunks for one try. Opening the stream and its first chunk are
-        bounded by ``deadline`` here; the caller checks it between later chunks (a timer
-        per chunk would cost more than the kernel's own work on it), and a provider that
-        goes silent mid-stream is cut by its HTTP client's read timeout."""
-        stream: AsyncIterator[ChatCompletionChunk] | None = None
+    ) -> tuple[AsyncIterator[ChatCompletionChunk] | None, ChatCompletionChunk | None]:
+        """Open the provider's stream for one try and read its first chunk, within
+        ``deadline``; the caller checks it between later chunks (a timer per chunk would
+        cost more than the kernel's own work on it), and a provider that goes silent
+        mid-stream is cut by its HTTP client's read timeout. A provider that only
+        completes answers in one chunk (and no stream)."""
         try:
+            if deadline is None:
+                return await self._first(ctx, call)
             async with asyncio.timeout_at(deadline) as scope:
-                stream = await self.hooks.first("llm_stream", ctx=ctx, call=call)
-                if stream is None:
-                    # A provider that only completes still serves streams, in one chunk.
-                    result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
-                    if result is None:
-                        raise self._no_provider(call)
-                    first: ChatCompletionChunk | None = _as_chunk(result)
-                else:
-                    first = await anext(stream, None)
+                return await self._first(ctx, call)
         except TimeoutError:
-            if stream is not None:
-                await _aclose(stream)
-            if scope.expired():
+            if deadline is not None and scope.expired():
                 raise self._timed_out(call, self.timeouts.get(call.provider)) from None
             raise
-        except BaseException:
-            if stream is not None:
-                await _aclose(stream)
-            raise
+
+    async def _first(
+        self, ctx: RequestContext, call: LLMCall
+    ) -> tuple[AsyncIterator[ChatCompletionChunk] | None, ChatCompletionChunk | None]:
+        stream: AsyncIterator[ChatCompletionChunk] | None = await self.hooks.first(
+            "llm_stream", ctx=ctx, call=call
+        )
+        if stream is None:
+            result: LLMResult | None = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+            if result is None:
+                raise self._no_provider(call)
+            return None, _as_chunk(result)
         try:
-            if first is not None:
-                yield first
-                if stream is not None:
-                    async for chunk in stream:
-                        yield chunk
-        finally:
-            if stream is not None:
-                await _aclose(stream)
+            return stream, await anext(stream, None)
+        except BaseException:
+            await _aclose(stream)
+            raise
 
     # -- metering ------------------------------------------------------------------------
 
