@@ -221,3 +221,16 @@ def test_official_sync_client_over_a_real_socket() -> None:
     assert text == "You said: yo"
     assert caught.value.status_code == 401
     assert caught.value.response.headers["www-authenticate"].startswith('Bearer realm="robutler", error="invalid_token"')
+
+
+async def test_models_are_checked_after_auth_so_strangers_learn_none() -> None:
+    spec = {**agent(keys_config()), "allowed_models": ["scripted/echo"]}
+    kernel = build({"bot": spec})
+    async with openai_client(kernel, "wrong-key-0123456789abcdefghijk") as client:
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await client.chat.completions.create(model="openai/secret-model", messages=[{"role": "user", "content": "hi"}])
+    assert "scripted/echo" not in refused.value.message
+    async with openai_client(kernel, ALICE_KEY) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(model="openai/secret-model", messages=[{"role": "user", "content": "hi"}])
+    assert "scripted/echo" in caught.value.message
