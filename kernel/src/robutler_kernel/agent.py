@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +46,27 @@ Prompt = tuple[PromptInfo, Callable[..., Any], bool]
 
 
 class _Finalizer:
+    """Guarantees ``finalize_connection`` for one request (``async with``): early on
+    success (:meth:`success`), else on the way out with the error, a disconnect being a
+    ``CancelledError``. A class, not an ``@asynccontextmanager``: it runs on every request."""
+
     __slots__ = ("agent", "ctx", "done")
 
     def __init__(self, agent: Agent, ctx: RequestContext) -> None:
         self.agent, self.ctx, self.done = agent, ctx, False
 
+    async def __aenter__(self) -> _Finalizer:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self.done:
+            return
+        if kind is GeneratorExit:  # the stream's consumer closed it: the client went away
+            exc = asyncio.CancelledError("client disconnected")
+        await self.agent._finalize(self.ctx, exc)
+
     async def success(self) -> None:
+        """The request succeeded: finalize now (so what it settles is reported)."""
         self.done = True
         await self.agent._finalize(self.ctx, None)
 
@@ -179,7 +194,7 @@ class Agent:
     async def complete(self, ctx: RequestContext) -> ChatCompletion:
         """Run the loop for ``ctx`` and return the completion; ``finalize_connection``
         always runs."""
-        async with self._finalizing(ctx) as finalizer:
+        async with _Finalizer(self, ctx) as finalizer:
             outcome: Any = None
             async with aclosing(self._loop(ctx)) as items:
                 async for item in items:
@@ -204,7 +219,7 @@ class Agent:
         always runs."""
         chunk_hooks = self.hooks.implemented("on_chunk")
         started = False
-        async with self._finalizing(ctx) as finalizer:
+        async with _Finalizer(self, ctx) as finalizer:
             async with aclosing(self._loop(ctx)) as items:
                 async for item in items:
                     if isinstance(item, Outcome):
@@ -232,24 +247,6 @@ class Agent:
                 yield ChatCompletionChunk(
                     id=ctx.request_id, created=ctx.created, model=self.name, choices=[], usage=usage
                 )
-
-    @asynccontextmanager
-    async def _finalizing(self, ctx: RequestContext) -> AsyncIterator[_Finalizer]:
-        """Guarantees ``finalize_connection``: early on success (``finalizer.success()``),
-        else on the way out with the error, a disconnect being a ``CancelledError``."""
-        finalizer = _Finalizer(self, ctx)
-        error: BaseException | None = None
-        try:
-            yield finalizer
-        except GeneratorExit:  # the stream's consumer closed it: the client went away
-            error = asyncio.CancelledError("client disconnected")
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if not finalizer.done:
-                await self._finalize(ctx, error)
 
     async def _finalize(self, ctx: RequestContext, error: BaseException | None) -> None:
         await self.hooks.call_all_logged("finalize_connection", ctx=ctx, error=error)

@@ -66,7 +66,8 @@ class DirectTransport:
                 total=None, connect=self.config.connect_timeout, sock_read=self.config.timeout
             )
             connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+            # Session-wide headers: aiohttp merges per-request ones into a new dict every call.
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, headers=self.headers)
         return self._session
 
     async def close(self) -> None:
@@ -79,7 +80,7 @@ class DirectTransport:
         """Send ``body`` once; returns the response with its body unread. A failure is
         raised as the same ``RequestError`` the SDK path raises (the kernel retries)."""
         try:
-            response = await self.session.post(self.url, data=body, headers=self.headers)
+            response = await self.session.post(self.url, data=body)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise self._timeout(model) from exc
         except aiohttp.ClientConnectorError as exc:
