@@ -184,3 +184,25 @@ def test_an_agent_with_both_providers_routes_by_model_prefix(upstream: FakeAnthr
                 model="oai", messages=ask).choices[0].message.content == "from gpt"  # type: ignore[arg-type]
         assert [r.json["model"] for r in upstream.requests] == ["claude-x"]
         assert [r.json["model"] for r in openai_fake.requests] == ["gpt-x", "gpt-x"]
+
+
+def test_an_overloaded_anthropic_falls_back_to_openai(upstream: FakeAnthropic) -> None:
+    upstream.reset()
+    with FakeOpenAI() as openai_fake:
+        skills = {"anthropic": {"api_key": "test-key", "base_url": upstream.base_url},
+                  "openai": {"api_key": "sk-o", "base_url": openai_fake.base_url}}
+        agents = {"duo": {"model": ["anthropic/claude-x", "openai/gpt-x"], "skills": skills,
+                          "retry": {"attempts": 2, "initial_delay": 0, "jitter": 0}}}
+        kernel = make_kernel(agents, plugins=[robutler_plugin_anthropic, robutler_plugin_openai])
+        upstream.add_error(529, "Overloaded", times=2)
+        openai_fake.add_reply("gpt stands in", times=2)
+        upstream.add_error(529, "Overloaded", times=2)
+        with LiveServer(kernel) as live:
+            sdk = openai.OpenAI(base_url=f"{live.url}/duo", api_key="unused", max_retries=0)
+            ask = [{"role": "user", "content": "who?"}]
+            answer = sdk.chat.completions.create(model="duo", messages=ask)  # type: ignore[arg-type]
+            stream = sdk.chat.completions.create(model="duo", messages=ask, stream=True)  # type: ignore[arg-type]
+            streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert answer.choices[0].message.content == streamed == "gpt stands in"
+        assert [r.json["model"] for r in upstream.requests] == ["claude-x"] * 4  # two tries per request
+        assert [r.json["model"] for r in openai_fake.requests] == ["gpt-x", "gpt-x"]
