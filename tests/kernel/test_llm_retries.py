@@ -4,7 +4,6 @@ against a served kernel whose openai skill talks to a fake upstream over loopbac
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from typing import Any, ClassVar
 
@@ -15,7 +14,7 @@ from prometheus_client import REGISTRY
 
 import robutler_plugin_openai
 import robutler_plugin_scripted
-from robutler_kernel.testing import FakeOpenAI, LiveServer, make_kernel
+from robutler_kernel.testing import FakeOpenAI, LiveServer, closed_port, make_kernel
 from robutler_specs import RequestContext, Skill, UsageRecord, hookimpl
 
 FAST = {"initial_delay": 0, "jitter": 0}
@@ -29,9 +28,7 @@ def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    return f"http://127.0.0.1:{closed_port()}/v1"
 
 
 def agent(base_url: str, **fields: Any) -> dict[str, Any]:

@@ -88,8 +88,39 @@ def status_error(
                          retryable=status >= 500 or status == 408)
 
 
-def timeout_error(*, plugin: str, model: str, base_url: str, timeout: float) -> ProviderTimeout:
-    """``model`` did not answer within ``timeout`` seconds (504, retryable)."""
+#: What the HTTP libraries under the SDKs call a timeout while connecting (httpx, aiohttp).
+_CONNECT_TIMEOUTS = ("ConnectTimeout", "ConnectionTimeoutError")
+
+
+def connect_timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a timeout while opening the connection."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if type(seen).__name__ in _CONNECT_TIMEOUTS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def timeout_error(
+    exc: BaseException | None = None,
+    *,
+    plugin: str,
+    model: str,
+    base_url: str,
+    timeout: float,
+    connect_timeout: float | None = None,
+) -> ProviderTimeout:
+    """``model`` did not answer within ``timeout`` seconds, or (when ``exc`` says so) no
+    connection to ``base_url`` was made within ``connect_timeout`` (504, retryable)."""
+    if exc is not None and connect_timeout is not None and connect_timed_out(exc):
+        return ProviderTimeout(
+            f"{plugin} plugin: could not connect to {base_url} within {connect_timeout:g}s "
+            f"(the {plugin} skill's connect_timeout); check base_url and that the server is up",
+            plugin=plugin,
+        )
     return ProviderTimeout(
         f"{plugin} plugin: {model!r} at {base_url} did not answer within {timeout:g}s "
         f"(raise the {plugin} skill's timeout if the model is slow)",
@@ -120,6 +151,7 @@ def broken_error(exc: BaseException, *, plugin: str, model: str, base_url: str) 
 
 __all__ = [
     "broken_error",
+    "connect_timed_out",
     "connection_refused",
     "root_cause",
     "status_error",

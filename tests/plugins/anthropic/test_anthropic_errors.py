@@ -3,7 +3,6 @@ skill itself, and end to end over HTTP through the kernel's server."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from anthropic_helpers import call_and_ctx, collect, started
 
 import robutler_plugin_anthropic
-from robutler_kernel.testing import FakeAnthropic, LiveServer, make_kernel
+from robutler_kernel.testing import FakeAnthropic, LiveServer, closed_port, make_kernel, stalled_port
 from robutler_specs import (
     BadRequest,
     ProviderError,
@@ -34,12 +33,6 @@ async def skill_error(fake: FakeAnthropic | None, *, stream: bool = False, **ove
     error = caught.value
     assert error.plugin == "anthropic"
     return error
-
-
-def refused_port() -> int:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -106,10 +99,19 @@ async def test_a_stream_that_stalls_times_out(fake: FakeAnthropic) -> None:
 
 
 async def test_connection_refused_names_the_base_url() -> None:
-    base_url = f"http://127.0.0.1:{refused_port()}"
+    base_url = f"http://127.0.0.1:{closed_port()}"
     error = await skill_error(None, base_url=base_url)
     assert type(error) is ProviderError and error.status == 502 and error.code == "provider_unreachable"
     assert base_url in error.message and "base_url" in error.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_connection_that_never_completes_is_a_504_naming_connect_timeout(stream: bool) -> None:
+    with stalled_port() as port:
+        base_url = f"http://127.0.0.1:{port}"
+        error = await skill_error(None, stream=stream, base_url=base_url, connect_timeout=0.2, timeout=30)
+    assert type(error) is ProviderTimeout and error.status == 504 and error.retryable
+    assert f"could not connect to {base_url} within 0.2s" in error.message
 
 
 async def test_a_mid_stream_error_event(fake: FakeAnthropic) -> None:
@@ -193,7 +195,7 @@ def test_http_a_bad_key_is_502_naming_the_plugin_and_the_key(http_fake: FakeAnth
 
 
 def test_http_connection_refused_is_502_naming_the_base_url() -> None:
-    base_url = f"http://127.0.0.1:{refused_port()}"
+    base_url = f"http://127.0.0.1:{closed_port()}"
     with serve({"base_url": base_url}) as live:
         response = post(live.url)
     assert response.status_code == 502

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
 from openai_helpers import call_and_ctx, collect, run, started
 
-from robutler_kernel.testing import FakeOpenAI
+from robutler_kernel.testing import FakeOpenAI, closed_port, stalled_port
 from robutler_specs import (
     BadRequest,
     ProviderError,
@@ -88,13 +87,20 @@ def test_a_stream_that_stalls_times_out(fake: FakeOpenAI) -> None:
 
 
 def test_connection_refused_names_the_base_url() -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}/v1"
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
     error = complete_error(None, base_url=base_url)
     assert type(error) is ProviderError and error.status == 502
     assert base_url in error.message and error.plugin == "openai"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_connection_that_never_completes_is_a_504_naming_connect_timeout(stream: bool) -> None:
+    with stalled_port() as port:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        error = complete_error(None, stream=stream, base_url=base_url, connect_timeout=0.2, timeout=30)
+    assert type(error) is ProviderTimeout and error.status == 504 and error.retryable
+    assert f"could not connect to {base_url} within 0.2s" in error.message
+    assert "connect_timeout" in error.message and error.plugin == "openai"
 
 
 def test_tries_once_and_leaves_retries_to_the_kernel(fake: FakeOpenAI) -> None:

@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "kernel_client": "kit",
     "make_kernel": "kit",
     "ServeProcess": "serve_process",
+    "closed_port": "ports",
+    "stalled_port": "ports",
 }
 
 

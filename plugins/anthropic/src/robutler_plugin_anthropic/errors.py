@@ -47,18 +47,22 @@ def map_status(status: int, message: str, *, retry_after: str | None, model: str
                         bad_request=BAD_REQUEST)
 
 
-def map_error(exc: Exception, *, model: str, base_url: str, timeout: float) -> RequestError:
+def map_error(
+    exc: Exception, *, model: str, base_url: str, timeout: float, connect_timeout: float | None = None
+) -> RequestError:
     """The ``RequestError`` to raise for an exception from the SDK (or its HTTP client).
 
     :param exc: what the SDK raised.
     :param model: the upstream model name, for messages.
     :param base_url: the configured base URL, for messages.
     :param timeout: the configured timeout, for messages.
+    :param connect_timeout: the configured connect timeout, for messages.
     """
     # The SDK's own errors cover sending the request; reading a stream's body raises the
     # HTTP library's (TimeoutException, TransportError) directly.
     if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)) and not connection_refused(exc):
-        return timeout_error(plugin=PLUGIN, model=model, base_url=base_url, timeout=timeout)
+        return timeout_error(exc, plugin=PLUGIN, model=model, base_url=base_url, timeout=timeout,
+                             connect_timeout=connect_timeout)
     if isinstance(exc, anthropic.APIConnectionError) or connection_refused(exc):
         return unreachable_error(exc, plugin=PLUGIN, base_url=base_url)
     if isinstance(exc, httpx2.TransportError):

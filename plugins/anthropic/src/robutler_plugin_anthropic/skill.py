@@ -77,7 +77,7 @@ class AnthropicSkill(Skill):
 
     def _error(self, exc: Exception, call: LLMCall) -> RequestError:
         return map_error(exc, model=call.model_name, base_url=self.config.base_url,
-                         timeout=self.config.timeout)
+                         timeout=self.config.timeout, connect_timeout=self.config.connect_timeout)
 
     async def _post(self, call: LLMCall, *, stream: bool) -> httpx2.Response:
         body = request_body(call, self.config, stream=stream)

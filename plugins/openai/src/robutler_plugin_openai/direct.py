@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from robutler_specs import ProviderError, ProviderTimeout, RequestError
+from robutler_specs import ProviderError, RequestError
+from robutler_specs.provider_errors import broken_error, timeout_error, unreachable_error
 
 from .config import OpenAIConfig
 from .errors import PLUGIN, map_status
@@ -82,7 +83,7 @@ class DirectTransport:
         try:
             response = await self.session.post(self.url, data=body)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise self._timeout(model) from exc
+            raise self._timeout(exc, model) from exc
         except aiohttp.ClientConnectorError as exc:
             raise self._unreachable(exc) from exc
         except aiohttp.ClientError as exc:
@@ -99,31 +100,19 @@ class DirectTransport:
                          retry_after=response.headers.get("retry-after"),
                          model=model, base_url=self.config.base_url)
 
-    def _timeout(self, model: str) -> RequestError:
-        return ProviderTimeout(
-            f"openai plugin: {model!r} at {self.config.base_url} did not answer within "
-            f"{self.config.timeout:g}s (raise the openai skill's timeout if the model is slow)",
-            plugin=PLUGIN,
-        )
+    def _timeout(self, exc: BaseException, model: str) -> RequestError:
+        cfg = self.config
+        return timeout_error(exc, plugin=PLUGIN, model=model, base_url=cfg.base_url,
+                             timeout=cfg.timeout, connect_timeout=cfg.connect_timeout)
 
     def _unreachable(self, exc: Exception) -> RequestError:
-        return ProviderError(
-            f"openai plugin: cannot reach {self.config.base_url} ({type(exc).__name__}: {exc}); "
-            "check the openai skill's base_url and that the server is running",
-            code="provider_unreachable",
-            plugin=PLUGIN,
-        )
+        return unreachable_error(exc, plugin=PLUGIN, base_url=self.config.base_url)
 
     def read_error(self, exc: Exception, model: str) -> RequestError:
         """A failure while reading a streamed body, as a ``RequestError``."""
         if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-            return self._timeout(model)
-        return ProviderError(
-            f"openai plugin: the connection to {self.config.base_url} broke while {model!r} "
-            f"was answering ({type(exc).__name__}: {exc})",
-            code="provider_unreachable",
-            plugin=PLUGIN,
-        )
+            return self._timeout(exc, model)
+        return broken_error(exc, plugin=PLUGIN, model=model, base_url=self.config.base_url)
 
 
 def body_reader(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -89,7 +89,7 @@ class OpenAISkill(Skill):
 
     def _error(self, exc: Exception, call: LLMCall) -> RequestError:
         return map_error(exc, model=call.model_name, base_url=self.config.base_url,
-                         timeout=self.config.timeout)
+                         timeout=self.config.timeout, connect_timeout=self.config.connect_timeout)
 
     @hookimpl
     async def llm_complete(self, ctx: RequestContext, call: LLMCall) -> LLMResult | None:
