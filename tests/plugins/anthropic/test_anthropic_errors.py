@@ -41,6 +41,7 @@ async def test_overloaded_is_a_retryable_503(fake: FakeAnthropic, status: int, s
     fake.add_error(status, "Overloaded", retry_after=2)
     error = await skill_error(fake, stream=stream)
     assert type(error) is ServiceUnavailable and error.status == 503 and error.retryable
+    assert len(fake.requests) == 1  # the SDK's own retries are off: tries never multiply
     assert "Overloaded" in error.message and f"({status})" in error.message and "'claude-x'" in error.message
     assert error.headers == {"Retry-After": "2"}
 
