@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+import pytest
 
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import LiveServer, make_kernel
@@ -181,7 +182,8 @@ def test_request_timeout_covers_streams() -> None:
     assert 0 < len("".join(received).split()) < 9
 
 
-def test_client_leaving_a_json_request_cancels_the_work() -> None:
+@pytest.mark.parametrize("leaves_after", [0.01, 0.3])  # before and after the kernel starts watching
+def test_client_leaving_a_json_request_cancels_the_work(leaves_after: float) -> None:
     cancelled = threading.Event()
     finalized: list[str] = []
 
@@ -210,7 +212,7 @@ def test_client_leaving_a_json_request_cancels_the_work() -> None:
                 b"POST /slow/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
             )
-            time.sleep(0.3)
+            time.sleep(leaves_after)
         assert cancelled.wait(5), "the provider call was not cancelled when the client left"
         deadline = time.monotonic() + 5
         while not finalized and time.monotonic() < deadline:
