@@ -59,6 +59,16 @@ def test_chat_streams_one_message_in_process(capsys) -> None:  # type: ignore[no
     assert "assistant> You said: hello from the terminal" in capsys.readouterr().out
 
 
+def test_chat_picks_a_model_and_refuses_one_the_agent_does_not_allow(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "robutler.yaml"
+    config.write_text("agents:\n  duo:\n    model: scripted/echo\n    allowed_models: [scripted/other]\n")
+    assert main(["chat", "duo", "-c", str(config), "--model", "scripted/other", "--message", "hi"]) == 0
+    assert "duo> You said: hi" in capsys.readouterr().out
+    assert main(["chat", "duo", "-c", str(config), "--model", "openai/gpt-4o", "--message", "hi"]) == 1
+    error = capsys.readouterr().err
+    assert "error (400)" in error and "scripted/echo, scripted/other" in error
+
+
 def test_chat_unknown_agent_fails(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["chat", "nobody", "--message", "x"]) == 1
     assert "no agent named 'nobody'" in capsys.readouterr().err

@@ -31,7 +31,10 @@ def _prompts(once: str | None) -> Iterator[str]:
         yield line
 
 
-async def chat_local(config: KernelConfig, agent_name: str, messages: list[dict[str, Any]], *, once: str | None) -> int:
+async def chat_local(
+    config: KernelConfig, agent_name: str, messages: list[dict[str, Any]], *, once: str | None,
+    model: str | None = None,
+) -> int:
     """Chat with an agent run in this process."""
     kernel = Kernel(config)
     agent = kernel.agent(agent_name)
@@ -45,7 +48,7 @@ async def chat_local(config: KernelConfig, agent_name: str, messages: list[dict[
             print(f"{agent_name}> ", end="", flush=True)
             reply: list[str] = []
             try:
-                async with aclosing(agent.run_streaming(messages)) as chunks:
+                async with aclosing(agent.run_streaming(messages, model=model)) as chunks:
                     async for chunk in chunks:
                         for choice in chunk.choices:
                             if choice.delta.content:
@@ -54,6 +57,8 @@ async def chat_local(config: KernelConfig, agent_name: str, messages: list[dict[
             except RequestError as exc:
                 print(f"\nerror ({exc.status}): {exc.message}", file=sys.stderr)
                 messages.pop()
+                if once is not None:
+                    return 1
                 continue
             print()
             messages.append({"role": "assistant", "content": "".join(reply)})
@@ -62,7 +67,9 @@ async def chat_local(config: KernelConfig, agent_name: str, messages: list[dict[
     return 0
 
 
-def chat_remote(url: str, agent_name: str, messages: list[dict[str, Any]], *, once: str | None) -> int:
+def chat_remote(
+    url: str, agent_name: str, messages: list[dict[str, Any]], *, once: str | None, model: str | None = None
+) -> int:
     """Chat with an agent on a running server, reading its SSE stream line by line."""
     parts = urlsplit(url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -70,7 +77,7 @@ def chat_remote(url: str, agent_name: str, messages: list[dict[str, Any]], *, on
     for text in _prompts(once):
         messages.append({"role": "user", "content": text})
         conn = conn_cls(parts.netloc, timeout=300)
-        body = json.dumps({"messages": messages, "stream": True})
+        body = json.dumps({"messages": messages, "stream": True, **({"model": model} if model else {})})
         conn.request("POST", f"{base}/{agent_name}/chat/completions", body, {"Content-Type": "application/json"})
         response = conn.getresponse()
         if response.status != 200:

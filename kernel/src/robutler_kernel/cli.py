@@ -123,8 +123,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     messages: list[dict[str, Any]] = []
     if args.url:
-        return chat_remote(args.url, args.agent, messages, once=args.message)
-    return asyncio.run(chat_local(_load(args.config), args.agent, messages, once=args.message))
+        return chat_remote(args.url, args.agent, messages, once=args.message, model=args.model)
+    return asyncio.run(chat_local(_load(args.config), args.agent, messages, once=args.message, model=args.model))
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--config", "-c", help="YAML config, for an in-process chat")
     chat.add_argument("--url", help="chat with a running server instead (http://host:port)")
     chat.add_argument("--message", "-m", help="send one message and exit")
+    chat.add_argument("--model", help="one of the agent's models or allowed_models (default: the agent's)")
     chat.set_defaults(func=cmd_chat)
 
     new = sub.add_parser("new-plugin", help="create a plugin package to start from")
