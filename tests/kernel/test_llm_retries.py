@@ -266,3 +266,35 @@ def test_library_callers_pick_a_model_the_same_way(fake: FakeOpenAI) -> None:
             await kernel.shutdown()
     asyncio.run(body())
     assert fake.requests == []
+
+
+class Gate(Skill):
+    """Sees every try in ``before_llm_call``; refuses models listed in ``refused``."""
+
+    name = "gate"
+    seen: ClassVar[list[tuple[str, int]]] = []
+    refused: ClassVar[set[str]] = set()
+
+    @hookimpl
+    def before_llm_call(self, call: Any) -> None:
+        Gate.seen.append((call.model, call.attempt))
+        if call.model in Gate.refused:
+            from robutler_specs import PaymentRequired
+
+            raise PaymentRequired(f"{call.model} costs more than this request may spend")
+
+
+def test_before_llm_call_sees_every_try_and_may_refuse_a_fallback(fake: FakeOpenAI) -> None:
+    Gate.seen.clear()
+    Gate.refused = {"openai/gpt-dear"}
+    fake.add_error(503, "down", times=2)
+    spec = agent(fake.base_url, model=["openai/gpt-a", "openai/gpt-dear"])
+    spec["skills"] = {**spec["skills"], "gate": None}
+    kernel = make_kernel({"bot": spec}, plugins=[robutler_plugin_openai, Gate])
+    with LiveServer(kernel) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/bot", api_key="x", max_retries=0, timeout=20)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="bot", messages=HI)
+    assert caught.value.status_code == 402 and "gpt-dear costs more" in caught.value.message
+    assert Gate.seen == [("openai/gpt-a", 1), ("openai/gpt-a", 2), ("openai/gpt-dear", 3)]
+    assert len(fake.requests) == 2  # the refused model was never called

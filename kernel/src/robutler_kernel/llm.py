@@ -72,8 +72,13 @@ class LLMCalls:
         models = [ctx.model] if isinstance(ctx.model, str) else ctx.model
         return Tries([call.model, *(m for m in models if m != call.model)], self.policy)
 
-    def _next(self, call: LLMCall, tries: Tries) -> LLMCall:
-        return _replace(call, model=tries.model, attempt=tries.attempt)
+    async def _next(self, ctx: RequestContext, call: LLMCall, tries: Tries) -> LLMCall:
+        """The next try's call; ``before_llm_call`` sees every try (a pricing skill checks
+        what a fallback model costs, and may refuse it)."""
+        call = _replace(call, model=tries.model, attempt=tries.attempt)
+        if self.hooks.implemented("before_llm_call"):
+            await self.hooks.call("before_llm_call", ctx=ctx, call=call)
+        return call
 
     async def _retry_or_raise(
         self, ctx: RequestContext, call: LLMCall, tries: Tries | None, error: RequestError
@@ -105,7 +110,7 @@ class LLMCalls:
             except RequestError as exc:
                 self._record_failure(ctx, call, started, exc)
                 tries = await self._retry_or_raise(ctx, call, tries, exc)
-                call = self._next(call, tries)
+                call = await self._next(ctx, call, tries)
                 continue
             self._record(ctx, call, result, started)
             return call, result
@@ -167,7 +172,7 @@ class LLMCalls:
                     raise
                 self._record_failure(ctx, call, started, exc, assembler)
                 tries = await self._retry_or_raise(ctx, call, tries, exc)
-                call = self._next(call, tries)
+                call = await self._next(ctx, call, tries)
                 continue
             except Exception as exc:
                 self._record_partial(ctx, call, assembler, started, exc)

@@ -80,7 +80,10 @@ class SkillHooks:
     def before_llm_call(self, ctx: RequestContext, call: LLMCall) -> None:
         """Called before every LLM call (each round of the tool loop, each attempt).
 
-        Edit ``call`` in place: its ``messages``, ``tools``, ``params`` or ``model``.
+        Edit ``call`` in place: its ``messages``, ``tools``, ``params`` or ``model``. A
+        retry or a fallback model is a new call (``call.attempt`` > 1, maybe another
+        ``model``) that starts from the previous try's, edits included; raising here ends
+        the request with that error (a pricing skill refusing a dearer fallback model).
 
         :param ctx: the request context.
         :param call: the call about to be made.
