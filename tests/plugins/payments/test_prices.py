@@ -63,6 +63,24 @@ def test_model_prices_match_exact_then_provider_then_star() -> None:
     assert _table().model("openai/gpt-4o") is None
 
 
+def test_cached_prompt_tokens_have_their_own_prices() -> None:
+    from robutler_specs import UsageRecord
+
+    table = _table(models={
+        "anthropic/*": {"prompt": 3, "completion": 15, "cache_read": "0.3", "cache_write": "3.75"},
+        "openai/*": {"prompt": 2, "completion": 8},
+    }, markup=0)
+    claude, gpt = table.model("anthropic/claude-x"), table.model("openai/gpt-x")
+    assert claude and gpt
+    # 1,000 prompt tokens of which 600 read from the cache and 300 written to it.
+    record = UsageRecord(kind="llm", name="anthropic/claude-x", prompt_tokens=1000, completion_tokens=0,
+                         cache_read_tokens=600, cache_write_tokens=300)
+    micro = 100 * 3000 + 600 * 300 + 300 * 3750  # micro-credits: uncached, read, written
+    assert claude.record_cost(record) == micro * FINE
+    assert gpt.cost(1000, 0, 600, 300) == gpt.cost(1000, 0)  # no cache prices: all at the prompt price
+    assert claude.describe()["cache_read_per_1k"] == "0.3" and gpt.describe()["cache_read_per_1k"] == "2"
+
+
 def test_tool_price_config_override_then_decorator() -> None:
     @tool
     @pricing(credits=0.25)

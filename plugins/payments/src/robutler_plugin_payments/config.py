@@ -67,15 +67,22 @@ class ModelPrice(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     :ivar prompt: credits per 1K prompt (input) tokens.
     :ivar completion: credits per 1K completion (output) tokens.
+    :ivar cache_read: credits per 1K prompt tokens the provider read from its prompt cache
+        (Anthropic bills them at a tenth of ``prompt``, OpenAI at a half); default: ``prompt``.
+    :ivar cache_write: credits per 1K prompt tokens written to the cache (Anthropic: 1.25x
+        ``prompt``); default: ``prompt``.
     :ivar markup: this model's markup, overriding the skill's ``markup``.
     """
 
     prompt: Decimal = Decimal(0)
     completion: Decimal = Decimal(0)
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
     markup: Decimal | None = None
 
     def __post_init__(self) -> None:
-        if self.prompt < 0 or self.completion < 0:
+        prices = [self.prompt, self.completion, self.cache_read or 0, self.cache_write or 0]
+        if min(prices) < 0:
             raise ValueError("model prices must not be negative")
         if self.markup is not None and self.markup < 0:
             raise ValueError("markup must not be negative")

@@ -86,7 +86,7 @@ class Meter:
         for record in usage:
             if record.kind == "llm":
                 price = self.prices.model(record.name) or FREE
-                total += price.cost(record.prompt_tokens, record.completion_tokens)
+                total += price.record_cost(record)
         return total
 
     def committed(self, usage: Iterable[UsageRecord]) -> int:
@@ -139,13 +139,17 @@ def bill(
         if record.kind != "llm":
             continue
         price = table.model(record.name) or FREE
-        cost = price.cost(record.prompt_tokens, record.completion_tokens)
+        cost = price.record_cost(record)
         record.credits = cost / (MICRO * FINE)
         total += cost
-        llm.append({
+        entry: dict[str, Any] = {
             "model": record.name, "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens, "credits": _credits(cost),
-        })
+        }
+        if record.cache_read_tokens or record.cache_write_tokens:
+            entry["cache_read_tokens"] = record.cache_read_tokens
+            entry["cache_write_tokens"] = record.cache_write_tokens
+        llm.append(entry)
     charged_states = {DONE, FAILED} if charge_failed_tools else {DONE}
     tools = [t for t in meter.tools.values() if t.state in charged_states and t.price]
     tool_prices = {t.name: t.price for t in tools}

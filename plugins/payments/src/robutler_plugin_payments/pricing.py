@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from robutler_specs import ToolSpec
+from robutler_specs import ToolSpec, UsageRecord
 
 from .config import ModelPrice, PaymentsConfig
 from .money import FINE, MICRO, fine_from_credits, format_credits, to_micro
@@ -26,10 +26,20 @@ class TokenPrice:
     base: ModelPrice
     markup: Decimal
     pattern: str
+    cache_read: int = 0
+    cache_write: int = 0
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """Fine units for that many tokens."""
-        return prompt_tokens * self.prompt + completion_tokens * self.completion
+    def cost(self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0, cache_write: int = 0) -> int:
+        """Fine units for that many tokens; ``cache_read`` and ``cache_write`` are the part of
+        ``prompt_tokens`` the provider read from / wrote to its prompt cache."""
+        uncached = max(prompt_tokens - cache_read - cache_write, 0)
+        return (uncached * self.prompt + cache_read * self.cache_read + cache_write * self.cache_write
+                + completion_tokens * self.completion)
+
+    def record_cost(self, record: UsageRecord) -> int:
+        """Fine units for an LLM usage record."""
+        return self.cost(record.prompt_tokens, record.completion_tokens,
+                         record.cache_read_tokens, record.cache_write_tokens)
 
     def describe(self) -> dict[str, Any]:
         """Credits per 1K tokens, base and with markup, as decimal strings."""
@@ -37,6 +47,8 @@ class TokenPrice:
             "prompt_per_1k": _per_1k(self.prompt),
             "completion_per_1k": _per_1k(self.completion),
             "base_prompt_per_1k": f"{self.base.prompt.normalize():f}",
+            "cache_read_per_1k": _per_1k(self.cache_read),
+            "cache_write_per_1k": _per_1k(self.cache_write),
             "base_completion_per_1k": f"{self.base.completion.normalize():f}",
             "markup": f"{self.markup.normalize():f}",
         }
@@ -66,8 +78,11 @@ class PriceTable:
         self._models: dict[str, TokenPrice] = {}
         for pattern, price in config.models.items():
             markup = config.markup if price.markup is None else price.markup
+            prompt = _per_token(price.prompt, markup)
             self._models[pattern] = TokenPrice(
-                _per_token(price.prompt, markup), _per_token(price.completion, markup), price, markup, pattern
+                prompt, _per_token(price.completion, markup), price, markup, pattern,
+                prompt if price.cache_read is None else _per_token(price.cache_read, markup),
+                prompt if price.cache_write is None else _per_token(price.cache_write, markup),
             )
         self._tools = {name: to_micro(credits, "ceil") for name, credits in config.tools.items()}
 
