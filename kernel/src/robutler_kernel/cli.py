@@ -89,15 +89,20 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if not rows:
         print("no plugins installed (pip install robutler-plugin-<name>)")
         return 0
-    print(f"{'PLUGIN':<12} {'VERSION':<9} {'SKILL':<20} {'REQUIRES':<16} DESCRIPTION")
-    for row in rows:
-        label = str(row["skill"] or "-")
-        if row["provider"]:
-            label += f" (model {row['provider']}/...)"
-        print(
-            f"{row['plugin']:<12} {row['version'] or '-':<9} {label:<20} "
-            f"{', '.join(row['requires']) or '-':<16} {row['description']}"
-        )
+    table = [
+        [
+            row["plugin"],
+            row["version"] or "-",
+            str(row["skill"] or "-") + (f" (model {row['provider']}/...)" if row["provider"] else ""),
+            ", ".join(row["requires"]) or "-",
+            row["description"],
+        ]
+        for row in rows
+    ]
+    header = ["PLUGIN", "VERSION", "SKILL", "REQUIRES", "DESCRIPTION"]
+    widths = [max(len(line[i]) for line in [header, *table]) for i in range(4)]
+    for line in [header, *table]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[4])
     return 0
 
 
