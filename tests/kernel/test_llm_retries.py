@@ -298,3 +298,19 @@ def test_before_llm_call_sees_every_try_and_may_refuse_a_fallback(fake: FakeOpen
     assert caught.value.status_code == 402 and "gpt-dear costs more" in caught.value.message
     assert Gate.seen == [("openai/gpt-a", 1), ("openai/gpt-a", 2), ("openai/gpt-dear", 3)]
     assert len(fake.requests) == 2  # the refused model was never called
+
+
+def test_a_model_that_keeps_failing_is_tried_last_for_a_while() -> None:
+    spec = agent(closed_port_url(), model=["openai/gpt-a", "scripted/echo"],
+                 retry={**FAST, "attempts": 2, "breaker_failures": 2, "breaker_cooldown": 60})
+    with Served({"bot": spec}) as served:
+        client = served.client("bot")
+        first = client.chat.completions.create(model="bot", messages=HI)
+        first_tries = served.last_tries()
+        second = client.chat.completions.create(model="bot", messages=HI)
+        second_tries = served.last_tries()
+        info = httpx.get(f"{served.server.url}/bot", timeout=10).json()
+    assert first.choices[0].message.content == second.choices[0].message.content == "You said: hi"
+    assert first_tries == [("openai/gpt-a", 1, False), ("openai/gpt-a", 2, False), ("scripted/echo", 3, True)]
+    assert second_tries == [("scripted/echo", 1, True)]  # the failing model is not even tried first
+    assert set(info["open_models"]) == {"openai/gpt-a"} and 0 < info["open_models"]["openai/gpt-a"] <= 60

@@ -325,12 +325,13 @@ class Agent:
             definitions = definitions + ctx.client_tools
         system = await self.system_prompt(ctx)
         conversation = ([Message(role="system", content=system)] if system else []) + list(ctx.messages)
-        model = ctx.model if isinstance(ctx.model, str) else ctx.model[0]
         outcome: Outcome | None = None
         round_ = 0
         while outcome is None:
+            model, *fallbacks = self.llm.models(ctx)
             call = LLMCall(
                 model=model,
+                fallbacks=fallbacks,
                 messages=list(conversation),
                 tools=list(definitions),  # hooks may edit it in place
                 params=dict(ctx.params),
@@ -422,6 +423,8 @@ class Agent:
             "model": self.spec.model,
             "models": self.requestable_models(),
             "allowed_models": self.spec.allowed_models,
+            # Models of the fallback list tried last for now, and the seconds left.
+            "open_models": self.llm.breaker.open_models(),
             "skills": [s.name for s in self.skills],
             "tools": [
                 {

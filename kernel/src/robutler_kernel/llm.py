@@ -38,6 +38,7 @@ from robutler_specs import (
 )
 
 from .assembly import StreamAssembler
+from .breaker import CircuitBreaker
 from .hooks import HookCaller
 from .retry import Tries
 from .usage import estimate_usage
@@ -65,12 +66,32 @@ class LLMCalls:
             for s in skills
             if s.provider and isinstance(s.config, ProviderConfig)
         }
+        self.breaker = CircuitBreaker(policy.breaker_failures, policy.breaker_cooldown)
 
-    def _tries(self, ctx: RequestContext, call: LLMCall) -> Tries:
-        """The models to try for ``call``: its own (a hook may have changed it), then the
-        rest of the request's list."""
-        models = [ctx.model] if isinstance(ctx.model, str) else ctx.model
-        return Tries([call.model, *(m for m in models if m != call.model)], self.policy)
+    def models(self, ctx: RequestContext) -> list[str]:
+        """The models one LLM call of ``ctx`` tries, in order: the request's list, models
+        whose circuit is open last."""
+        if isinstance(ctx.model, str):
+            return [ctx.model]
+        return self.breaker.order(ctx.model)
+
+    def _tries(self, call: LLMCall) -> Tries:
+        """The models to try for ``call``: its own, then its fallbacks (hooks may have
+        changed either)."""
+        return Tries([call.model, *(m for m in call.fallbacks if m != call.model)], self.policy)
+
+    def _failed(self, call: LLMCall, error: RequestError) -> None:
+        """Count a failed try against its model's circuit (only errors another try might
+        fix say anything about the model's health)."""
+        if error.retryable and (call.fallbacks or call.attempt > 1) and self.breaker.failed(call.model):
+            log.warning(
+                "agent %s: %s failed %d tries in a row; it is tried after the other models for %gs",
+                self.agent, call.model, self.breaker.threshold, self.breaker.cooldown,
+            )
+
+    def _succeeded(self, call: LLMCall) -> None:
+        if call.fallbacks or call.attempt > 1:
+            self.breaker.succeeded(call.model)
 
     async def _next(self, ctx: RequestContext, call: LLMCall, tries: Tries) -> LLMCall:
         """The next try's call; ``before_llm_call`` sees every try (a pricing skill checks
@@ -85,8 +106,9 @@ class LLMCalls:
     ) -> Tries:
         """Wait before the next try and return the schedule (made on the first failure:
         most calls never need one), or re-raise ``error`` when no try is left."""
+        self._failed(call, error)
         if tries is None:
-            tries = self._tries(ctx, call)
+            tries = self._tries(call)
         delay = tries.after_failure(error)
         nxt = "model " + tries.model if tries.model != call.model else "a retry"
         log.warning(
@@ -113,6 +135,7 @@ class LLMCalls:
                 call = await self._next(ctx, call, tries)
                 continue
             self._record(ctx, call, result, started)
+            self._succeeded(call)
             return call, result
 
     async def _complete_once(self, ctx: RequestContext, call: LLMCall) -> LLMResult:
@@ -169,6 +192,7 @@ class LLMCalls:
             except RequestError as exc:
                 if sent:
                     self._record_partial(ctx, call, assembler, started, exc)
+                    self._failed(call, exc)
                     raise
                 self._record_failure(ctx, call, started, exc, assembler)
                 tries = await self._retry_or_raise(ctx, call, tries, exc)
@@ -187,6 +211,7 @@ class LLMCalls:
                 raise
             result = assembler.result()
             self._record(ctx, call, result, started)
+            self._succeeded(call)
             yield Answer(call, result)
             return
 

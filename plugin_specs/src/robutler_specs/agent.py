@@ -24,6 +24,9 @@ class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar multiplier: how the wait grows from one retry to the next.
     :ivar jitter: the random share of each wait, 0 (none) to 1 (anywhere in 0..wait).
     :ivar max_retry_after: the longest ``Retry-After`` worth waiting for, in seconds.
+    :ivar breaker_failures: failed tries in a row after which a model of a fallback list is
+        tried last (its circuit is open) for ``breaker_cooldown`` seconds; 0 turns it off.
+    :ivar breaker_cooldown: seconds an open model is tried after the others.
     """
 
     attempts: int = 2
@@ -32,6 +35,8 @@ class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     multiplier: float = 2.0
     jitter: float = 0.5
     max_retry_after: float = 20.0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -42,6 +47,8 @@ class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("retry.multiplier must be 1 or more")
         if not 0 <= self.jitter <= 1:
             raise ValueError("retry.jitter must be between 0 and 1")
+        if self.breaker_failures < 0 or self.breaker_cooldown < 0:
+            raise ValueError("retry.breaker_failures and retry.breaker_cooldown must be 0 or more")
 
 
 class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

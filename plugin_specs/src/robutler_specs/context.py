@@ -78,6 +78,8 @@ class LLMCall(msgspec.Struct, kw_only=True):
     :ivar stream: whether the provider should stream.
     :ivar round: the tool-loop round, starting at 0.
     :ivar attempt: the attempt number for this round, starting at 1.
+    :ivar fallbacks: the models tried after ``model`` when it fails (the rest of the
+        agent's list, models whose circuit is open last); a hook may change it.
     """
 
     model: str
@@ -87,6 +89,7 @@ class LLMCall(msgspec.Struct, kw_only=True):
     stream: bool = False
     round: int = 0
     attempt: int = 1
+    fallbacks: list[str] = []
 
     @property
     def provider(self) -> str:
