@@ -81,16 +81,17 @@ class LLMCalls:
         return Tries([call.model, *(m for m in call.fallbacks if m != call.model)], self.policy)
 
     def _failed(self, call: LLMCall, error: RequestError) -> None:
-        """Count a failed try against its model's circuit (only errors another try might
-        fix say anything about the model's health)."""
-        if error.retryable and (call.fallbacks or call.attempt > 1) and self.breaker.failed(call.model):
+        """Count a failed try against its model's circuit: only in a fallback list (where
+        the order can change), and only errors another try might fix (they alone say
+        something about the model's health)."""
+        if error.retryable and call.fallbacks and self.breaker.failed(call.model):
             log.warning(
                 "agent %s: %s failed %d tries in a row; it is tried after the other models for %gs",
                 self.agent, call.model, self.breaker.threshold, self.breaker.cooldown,
             )
 
     def _succeeded(self, call: LLMCall) -> None:
-        if call.fallbacks or call.attempt > 1:
+        if call.fallbacks:
             self.breaker.succeeded(call.model)
 
     async def _next(self, ctx: RequestContext, call: LLMCall, tries: Tries) -> LLMCall:
