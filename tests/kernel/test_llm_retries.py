@@ -310,6 +310,9 @@ def test_a_model_that_keeps_failing_is_tried_last_for_a_while() -> None:
         second = client.chat.completions.create(model="bot", messages=HI)
         second_tries = served.last_tries()
         info = httpx.get(f"{served.server.url}/bot", timeout=10).json()
+        health = httpx.get(f"{served.server.url}/health/detailed", timeout=10)
+    assert health.status_code == 200  # the other model answers: the server is healthy
+    assert set(health.json()["agents"]["bot"]["open_models"]) == {"openai/gpt-a"}
     assert first.choices[0].message.content == second.choices[0].message.content == "You said: hi"
     assert first_tries == [("openai/gpt-a", 1, False), ("openai/gpt-a", 2, False), ("scripted/echo", 3, True)]
     assert second_tries == [("scripted/echo", 1, True)]  # the failing model is not even tried first

@@ -54,6 +54,13 @@ def _state(kernel: Kernel) -> str:
     return "healthy" if kernel.started else "starting"
 
 
+def _agent_health(kernel: Kernel, name: str) -> dict[str, Any]:
+    agent = kernel.agent(name)
+    if agent is None:  # pragma: no cover - names come from the kernel itself
+        return {}
+    return {"skills": [s.name for s in agent.skills], "open_models": agent.llm.breaker.open_models()}
+
+
 def make_health_routes(kernel: Kernel) -> dict[str, Any]:
     """The health handlers, closed over ``kernel``."""
 
@@ -83,7 +90,9 @@ def make_health_routes(kernel: Kernel) -> dict[str, Any]:
             "status": "healthy" if healthy else "unhealthy",
             "version": _version(),
             "uptime_seconds": round(time.time() - _STARTED_AT, 1),
-            "agents": {name: {"skills": [s.name for s in kernel.agent(name).skills]} for name in kernel.agent_names},  # type: ignore[union-attr]
+            # Open circuits (models tried last for now) inform; they do not make the server
+            # unhealthy: the agent's other models still answer.
+            "agents": {name: _agent_health(kernel, name) for name in kernel.agent_names},
             "plugins": {n: {"version": p.version, "skills": [s.name for s in p.skills]} for n, p in kernel.registry.plugins.items()},
             "checks": checks,
             "system": system,
