@@ -173,3 +173,44 @@ def test_plugin_pyproject_declares_its_entry_point_and_the_contract(plugin: Path
     dependencies = {_requirement_name(r) for r in project.get("dependencies", [])}
     assert "robutler-specs" in dependencies, f"{pyproject.relative_to(ROOT)} must depend on robutler-specs"
     assert "robutler-kernel" not in dependencies, "a plugin depends on the contract, not on the kernel"
+
+
+# -- (f) a plugin's packaging brings the plugins its skills require ----------------------------------------
+
+
+def _plugin_skills(plugin: Path) -> list[type[robutler_specs.Skill]]:
+    """The Skill classes the plugin's entry point modules provide (``robutler_skills``)."""
+    import importlib
+
+    project = tomllib.loads((plugin / "pyproject.toml").read_text())["project"]
+    skills: list[type[robutler_specs.Skill]] = []
+    for target in project["entry-points"][ENTRY_POINT_GROUP].values():
+        module = importlib.import_module(target.split(":")[0])
+        provider = getattr(module, "robutler_skills", None)
+        skills.extend(provider() if provider else [])
+    return skills
+
+
+def _skill_distributions() -> dict[str, str]:
+    """Skill name -> the distribution (``robutler-plugin-<dir>``) whose entry point provides it."""
+    return {skill.name: f"robutler-plugin-{plugin.name}" for plugin in PLUGINS for skill in _plugin_skills(plugin)}
+
+
+def test_every_plugin_provides_a_skill_or_kernel_hooks() -> None:
+    providers = _skill_distributions()
+    assert providers["payments"] == "robutler-plugin-payments" and providers["auth"] == "robutler-plugin-auth"
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=[p.name for p in PLUGINS])
+def test_plugin_dependencies_cover_the_skills_its_skills_require(plugin: Path) -> None:
+    providers = _skill_distributions()
+    own = f"robutler-plugin-{plugin.name}"
+    project = tomllib.loads((plugin / "pyproject.toml").read_text())["project"]
+    dependencies = {_requirement_name(r) for r in project.get("dependencies", [])}
+    missing = []
+    for skill in _plugin_skills(plugin):
+        for required in skill.requires:
+            assert required in providers, f"skill {skill.name!r} requires {required!r}, which no plugin here provides"
+            if providers[required] != own and providers[required] not in dependencies:
+                missing.append(f"{providers[required]} (skill {skill.name!r} requires {required!r})")
+    assert not missing, f"{plugin.name}/pyproject.toml: add to [project] dependencies: " + ", ".join(missing)
