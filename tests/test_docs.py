@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -25,3 +26,38 @@ def test_readme_quick_start_has_exactly_two_commands() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+# -- docs/writing-plugins.md: the example plugin works as written -------------------------------------------
+
+#: A code block that is a file of the example: its first line is ``# file: <path>``.
+FILE_BLOCK = re.compile(r"```(?:toml|python)\n# file: (\S+)\n(.*?)```", re.S)
+
+
+def write_doc_files(doc: Path, root: Path) -> list[Path]:
+    """Write every ``# file: <path>`` block of ``doc`` under ``root``; returns the paths."""
+    written = []
+    for name, body in FILE_BLOCK.findall(doc.read_text()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+        written.append(path)
+    return written
+
+
+def test_writing_plugins_example_passes_its_own_test(tmp_path: Path) -> None:
+    root = tmp_path / "robutler-plugin-weather"
+    files = write_doc_files(ROOT / "docs" / "writing-plugins.md", root)
+    assert sorted(str(p.relative_to(root)) for p in files) == [
+        "pyproject.toml", "src/robutler_plugin_weather/__init__.py", "tests/test_weather.py",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
+    # The package is not installed here, so its entry point test cannot pass; tests/test_install.py
+    # installs the example in a new virtualenv and runs both of its tests there.
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
+         "--deselect", "tests/test_weather.py::test_the_entry_point_is_discoverable", "tests"],
+        capture_output=True, text=True, env=env, cwd=root, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 1 deselected" in result.stdout

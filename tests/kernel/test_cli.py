@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def test_new_plugin_scaffold_passes_its_own_test(tmp_path: Path) -> None:
     root = tmp_path / "weather-now"
     pyproject = (root / "pyproject.toml").read_text()
     assert '[project.entry-points."robutler.plugins"]\nweather_now = "robutler_plugin_weather_now"' in pyproject
-    env = {**__import__("os").environ, "PYTHONPATH": str(root / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", str(root / "tests")],
         capture_output=True, text=True, env=env, cwd=root, timeout=120,

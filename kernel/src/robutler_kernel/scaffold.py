@@ -19,7 +19,8 @@ requires-python = ">=3.11"
 dependencies = ["robutler-specs>=0.1.0"]
 
 [project.optional-dependencies]
-test = ["robutler-kernel", "robutler-plugin-scripted", "pytest", "pytest-asyncio"]
+# the kernel with its test kit (pytest, pytest-asyncio, httpx) and the offline model the test uses
+test = ["robutler-kernel[testing]>=0.1.0", "robutler-plugin-scripted>=0.1.0"]
 
 [project.entry-points."robutler.plugins"]
 {snake} = "robutler_plugin_{snake}"
@@ -29,6 +30,7 @@ where = ["src"]
 
 [tool.pytest.ini_options]
 asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
 """
 
 MODULE = '''\
