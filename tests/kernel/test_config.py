@@ -353,3 +353,33 @@ def test_the_documented_example_loads() -> None:
 
 def test_yaml_1_2_yes_is_a_string() -> None:
     assert parse("agents: {a: {description: yes}}").agents["a"].description == "yes"
+
+
+def test_an_unset_variable_does_not_hide_the_other_problems() -> None:
+    message = error_of(
+        """\
+        server:
+          port: ${UNSET_PORT}
+        agents:
+          bot:
+            max_tool_rounds: lots
+            skills:
+              openai: {api_key: "${UNSET_KEY}"}
+          health: {}
+        """
+    )
+    assert message.splitlines() == [
+        "robutler.yaml:2: server.port: environment variable `UNSET_PORT` is not set; set it or give a default: `${UNSET_PORT:-default}`",
+        "robutler.yaml:5: agents.bot.max_tool_rounds: Expected `int`, got `str`",
+        "robutler.yaml:7: agents.bot.skills.openai.api_key: environment variable `UNSET_KEY` is not set; set it or give a default: `${UNSET_KEY:-default}`",
+        "robutler.yaml:8: agents.health: `health` is reserved for a kernel route; reserved: " + ", ".join(sorted(RESERVED_AGENT_NAMES)),
+    ]
+
+
+def test_load_config_remembers_the_file_folder_and_base_dir_is_not_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "robutler.yaml"
+    path.write_text("agents: {}\n")
+    assert load_config(path).base_dir == str(tmp_path)
+    assert parse("agents: {}\n").base_dir is None
+    assert error_of("base_dir: /tmp\n") == "robutler.yaml:1: base_dir: unknown key; expected `server`, `agents`, `plugins`"
+    assert error_of("agent: {}\n") == "robutler.yaml:1: agent: unknown key (did you mean `agents`?); expected `server`, `agents`, `plugins`"

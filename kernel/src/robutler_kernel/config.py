@@ -37,6 +37,9 @@ MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/\S+")
 #: A plain-Python tool reference, ``module:function``.
 TOOL_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
+#: The top-level sections of a configuration file.
+SECTIONS: tuple[str, ...] = ("server", "agents", "plugins")
+
 #: A TCP port; ``0`` asks the OS for a free one.
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _KeyPath = tuple[str | int, ...]
@@ -69,11 +72,15 @@ class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar server: the HTTP server.
     :ivar agents: agent name (its URL path) to its spec; ``spec.name`` equals the key.
     :ivar plugins: kernel-level settings per plugin name, free-form (the plugin validates them).
+    :ivar base_dir: the folder of the file the config was read from (``None`` for a config
+        built in code); ``tools: ["module:function"]`` are also looked up there. Not a key of
+        the file.
     """
 
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     agents: dict[str, AgentSpec] = {}
     plugins: dict[str, dict[str, Any]] = {}
+    base_dir: str | None = None
 
 
 def load_config(path: str | os.PathLike[str]) -> KernelConfig:
@@ -86,14 +93,27 @@ def load_config(path: str | os.PathLike[str]) -> KernelConfig:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{os.fspath(path)}: cannot read the configuration file: {exc}") from None
-    return parse_config(text, source=os.fspath(path))
+    config = parse_config(text, source=os.fspath(path))
+    return msgspec.structs.replace(config, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> KernelConfig:
     """Parse YAML ``text``, substitute ``${...}`` from ``env`` (default ``os.environ``), validate.
 
     :param source: the file name used in error messages.
-    :raises ConfigError: with ``source:line: key.path: problem`` lines.
+    :raises ConfigError: with ``source:line: key.path: problem`` lines, every problem found
+        (an unset variable does not hide the other problems).
+    """
+    loader, data = read_tree(text, source, os.environ if env is None else env)
+    return loader.validate(data)
+
+
+def read_tree(text: str, source: str, env: Mapping[str, str]) -> tuple[_Loader, Any]:
+    """Parse YAML ``text`` into plain data with ``${...}`` substituted, and the loader that
+    knows every key's line and holds the problems found so far (``robutler-kernel check``
+    goes on from here).
+
+    :raises ConfigError: the text is not valid YAML (nothing else can be checked then).
     """
     try:
         node = YAML(typ="rt").load(text)
@@ -101,11 +121,10 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         raise ConfigError(_yaml_error(exc, source)) from None
     except Exception as exc:  # ruamel itself crashes on a few malformed scalars (``-_``: IndexError)
         raise ConfigError(f"{source}: invalid YAML: the parser failed with {type(exc).__name__}: {exc}") from None
-    loader = _Loader(source, os.environ if env is None else env)
+    loader = _Loader(source, env)
     loader.lines[()] = node.lc.line + 1 if isinstance(node, (CommentedMap, CommentedSeq)) else 1
     data = loader.plain(node, ())
-    loader.raise_errors()
-    return loader.validate({} if data is None else data)
+    return loader, {} if data is None else data
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> KernelConfig:
@@ -133,10 +152,19 @@ class _Loader:
         self.lines: dict[_KeyPath, int] = {}
         self.refs: set[_KeyPath] = set()
         self.errors: list[tuple[int, str]] = []  # (line, message): reported in file order
+        # Values already reported (an unset ``${VAR}``, a YAML tag): a type error at the same
+        # key would only repeat it, so none is reported.
+        self.reported: set[_KeyPath] = set()
+
+    def line(self, path: _KeyPath) -> int:
+        """The line of ``path``, or of its nearest parent in the file (0: none)."""
+        return next((self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), 0)
 
     def error(self, path: _KeyPath, message: str) -> None:
+        if path in self.reported:
+            return
         # A key that is not in the file (a default, a merged key) is reported at its nearest parent.
-        line = next((self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), 0)
+        line = self.line(path)
         location = f"{self.source}:{line}" if line else self.source
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
         self.errors.append((line, f"{location}: {key}: {message}" if key else f"{location}: {message}"))
@@ -157,6 +185,8 @@ class _Loader:
             return {key: self.plain(value, (*path, key)) for key, value in node.items()}
         if isinstance(node, TaggedScalar):
             self.error(path, f"unsupported YAML tag `{node.tag.value}`")
+            self.reported.add(path)
+            return None
         elif isinstance(node, str):
             if is_single_reference(node):
                 self.refs.add(path)
@@ -164,6 +194,7 @@ class _Loader:
                 return expand_env(str(node), self.env)
             except ConfigError as exc:
                 self.error(path, str(exc))
+                self.reported.add(path)
         elif isinstance(node, bool | ScalarBoolean):  # ruamel's scalar subclasses to plain types
             return bool(node)
         elif isinstance(node, float):
@@ -173,14 +204,27 @@ class _Loader:
         return node
 
     def validate(self, data: Any) -> KernelConfig:
-        """Check ``data`` section by section, collecting errors, into a :class:`KernelConfig`."""
+        """Check ``data`` section by section, collecting errors, into a :class:`KernelConfig`.
+
+        :raises ConfigError: every problem found, this one's and earlier ones (``${...}``).
+        """
+        config = self.sections(data)
+        self.raise_errors()
+        return config
+
+    def sections(self, data: Any) -> KernelConfig:
+        """Check ``data`` section by section; what is valid is returned, problems are kept in
+        :attr:`errors` (an agent or plugin with a problem is left out)."""
         data = _as_data(data)
+        expected = ", ".join(f"`{k}`" for k in SECTIONS)
         if not isinstance(data, Mapping):
-            self.error((), f"the configuration must be a mapping with {_keys(KernelConfig)}, got {_kind(data)}")
+            self.error((), f"the configuration must be a mapping with {expected}, got {_kind(data)}")
             data = {}
         for key in data:
-            if key not in ("server", "agents", "plugins"):
-                self.error((key,), f"unknown key{_suggest(key, KernelConfig)}; expected {_keys(KernelConfig)}")
+            if key not in SECTIONS:
+                close = difflib.get_close_matches(str(key), SECTIONS, n=1)
+                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                self.error((key,), f"unknown key{hint}; expected {expected}")
         server = self.convert(_as_data(data.get("server")), ServerConfig, ("server",))
         agents = {
             name: agent
@@ -192,9 +236,7 @@ class _Loader:
             for name, raw in self.mapping(data.get("plugins"), ("plugins",)).items()
             if (value := self.convert(_as_data(raw), dict[str, Any], ("plugins", name))) is not None
         }
-        self.raise_errors()
-        assert server is not None
-        return KernelConfig(server=server, agents=agents, plugins=plugins)
+        return KernelConfig(server=server or ServerConfig(), agents=agents, plugins=plugins)
 
     def mapping(self, value: Any, path: _KeyPath) -> Mapping[Any, Any]:
         if value is None or isinstance(value, Mapping):
@@ -234,10 +276,11 @@ class _Loader:
             self.error((*path, "tool_timeout"), f"must be > 0 seconds, got {spec.tool_timeout}")
         return spec
 
-    def convert(self, value: Any, type_: Any, path: _KeyPath) -> Any:
-        """``msgspec.convert`` (strict) after lone ``${...}`` values took their field's type."""
+    def convert(self, value: Any, type_: Any, path: _KeyPath, *, strict: bool = True) -> Any:
+        """``msgspec.convert`` (strict unless told) after lone ``${...}`` values took their
+        field's type; a problem is recorded at its key's line and ``None`` returned."""
         try:
-            return msgspec.convert(self.coerce(value, type_, path), type_)
+            return msgspec.convert(self.coerce(value, type_, path), type_, strict=strict)
         except msgspec.ValidationError as exc:
             message, _, at = str(exc).partition(" - at `$")
             sub: list[str | int] = [int(i) if i.isdigit() else f for f, i in re.findall(r"\.(\w+)|\[(\d+)\]", at.split("[...]")[0])]
@@ -280,10 +323,6 @@ def _child(type_: Any, container: type, key: Any) -> Any:
     return args[0] if container is list and origin is list else Any
 
 
-def _keys(type_: type[msgspec.Struct]) -> str:
-    return ", ".join(f"`{k}`" for k in _fields(type_))
-
-
 def _suggest(key: Any, type_: Any) -> str:
     if not (isinstance(type_, type) and issubclass(type_, msgspec.Struct)):
         return ""
@@ -314,6 +353,7 @@ def _yaml_error(exc: YAMLError, source: str) -> str:
 
 __all__ = [
     "RESERVED_AGENT_NAMES",
+    "SECTIONS",
     "KernelConfig",
     "ServerConfig",
     "config_from_dict",
