@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from robutler_specs import KERNEL_HOOKS, AgentSpec, ConfigError, ToolSpec, build_tool_spec
+from robutler_specs import KERNEL_HOOKS, AgentSpec
 
 from .agent import Agent
 from .config import KernelConfig, config_from_dict, default_config
 from .hooks import HookCaller
 from .metrics import observe_request
 from .plugins import PluginRegistry
+from .toolrefs import load_tool
 
 log = logging.getLogger("robutler.kernel")
-
-
-def load_tool(ref: str, *, agent: str) -> ToolSpec:
-    """Import a ``"module:function"`` tool reference and build its tool spec."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"agents.{agent}.tools: {ref!r} must look like 'package.module:function'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"agents.{agent}.tools: cannot import {ref!r}: {exc}") from exc
-    try:
-        return build_tool_spec(target)
-    except ValueError as exc:
-        raise ConfigError(f"agents.{agent}.tools: {ref!r}: {exc}") from exc
 
 
 class Kernel:
@@ -85,7 +68,7 @@ class Kernel:
         for skill in skills:
             skill.kernel = self
         pm = self.registry.skill_manager(spec, skills)
-        tools = [load_tool(ref, agent=spec.name) for ref in spec.tools]
+        tools = [load_tool(ref, agent=spec.name, base_dir=self.config.base_dir) for ref in spec.tools]
         agent = Agent(spec, skills, pm, tools)
         agent.observers.append(observe_request)
         return agent
