@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from robutler_specs import ConfigError, PluginError
@@ -16,13 +16,32 @@ from robutler_specs import ConfigError, PluginError
 from .config import KernelConfig, default_config, load_config
 from .kernel import Kernel
 
+#: The config file used when a command is given none.
+DEFAULT_CONFIG_FILE = "robutler.yaml"
+
 
 def _load(path: str | None) -> KernelConfig:
+    """The config at ``path``; else ``./robutler.yaml``; else the offline demo config."""
     if path is None:
-        if os.path.exists("robutler.yaml"):
-            return load_config("robutler.yaml")
+        if os.path.exists(DEFAULT_CONFIG_FILE):
+            return load_config(DEFAULT_CONFIG_FILE)
         return default_config()
     return load_config(path)
+
+
+def _kernel(path: str | None) -> Kernel:
+    """The kernel of ``path`` (see :func:`_load`). Without any config the demo agent runs on
+    the ``scripted`` model: when that plugin is missing, say what to do instead."""
+    config = _load(path)
+    try:
+        return Kernel(config)
+    except PluginError as exc:
+        if path is None and not os.path.exists(DEFAULT_CONFIG_FILE) and "scripted" in str(exc):
+            raise PluginError(
+                f"no config given (--config FILE, or ./{DEFAULT_CONFIG_FILE}), so the offline demo agent would "
+                "run, and it needs the scripted model: pass your config, or pip install robutler-plugin-scripted"
+            ) from exc
+        raise
 
 
 def _fail(message: str) -> int:
@@ -32,9 +51,10 @@ def _fail(message: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the configured agents (or the offline default agent) on Hypercorn."""
-    from .serve import serve, start_metrics_server
+    from .serve import ListenError, serve, start_metrics_server
 
-    config = _load(args.config)
+    kernel = _kernel(args.config)
+    config = kernel.config
     server = config.server
     host = args.host or server.host
     port = server.port if args.port is None else args.port
@@ -46,7 +66,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # noise at this level, and costs throughput. Their warnings still show.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    kernel = Kernel(config)
     metrics_port = start_metrics_server(
         server.metrics_port if args.metrics_port is None else args.metrics_port, host
     )
@@ -61,15 +80,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         body = json.dumps({"messages": [{"role": "user", "content": "Hello!"}]})
         print(f"Try:\n  curl {url}/{first}/chat/completions -H 'Content-Type: application/json' -d '{body}'", flush=True)
 
-    asyncio.run(serve(kernel, host, port, access_log=args.access_log, ready=ready))
+    try:
+        asyncio.run(serve(kernel, host, port, access_log=args.access_log, ready=ready))
+    except ListenError as exc:
+        return _fail(str(exc))
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """List installed plugins, their versions, the skills they provide and what those require."""
-    kernel = Kernel(default_config(), discover=True)
+    """List installed plugins, their versions, the skills they provide and what those require.
+
+    Only the plugins are loaded (no agent is built), so this works whatever is installed."""
+    from .plugins import PluginRegistry
+
+    registry = PluginRegistry()
+    registry.discover()
     rows: list[dict[str, Any]] = []
-    for name, info in sorted(kernel.registry.plugins.items()):
+    for name, info in sorted(registry.plugins.items()):
         skills: list[Any] = list(info.skills) or [None]
         for skill in skills:
             rows.append(
@@ -107,18 +134,25 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate a config file and build every agent; exit 1 with clear errors."""
-    try:
-        config = load_config(args.config)
-        kernel = Kernel(config)
-    except (ConfigError, PluginError) as exc:
-        return _fail(str(exc))
-    for name in kernel.agent_names:
-        agent = kernel.agent(name)
-        assert agent is not None
-        skills = ", ".join(s.name for s in agent.skills)
-        print(f"ok  {name}: model {agent.spec.model}; skills: {skills}; tools: {len(agent.tools)}")
-    print(f"{args.config}: {len(kernel.agent_names)} agent(s) OK")
+    """Validate a config file against the installed plugins and build every agent; exit 1
+    listing every problem (file:line: key: what), in file order."""
+    from .check import check_file
+
+    if args.file and args.config and args.file != args.config:
+        return _fail(f"two config files given ({args.file} and --config {args.config}); check one at a time")
+    path = args.file or args.config or (DEFAULT_CONFIG_FILE if os.path.exists(DEFAULT_CONFIG_FILE) else None)
+    if path is None:
+        return _fail(f"no config file to check: robutler-kernel check FILE (or -c FILE; default ./{DEFAULT_CONFIG_FILE})")
+    report = check_file(path)
+    if not report.ok:
+        for line in report.errors:
+            print(line, file=sys.stderr)
+        count = len(report.errors)
+        print(f"{path}: {count} problem{'s' if count > 1 else ''}", file=sys.stderr)
+        return 1
+    for line in report.agents:
+        print(f"ok  {line}")
+    print(f"{path}: {len(report.agents)} agent(s) OK")
     return 0
 
 
@@ -129,7 +163,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     messages: list[dict[str, Any]] = []
     if args.url:
         return chat_remote(args.url, args.agent, messages, once=args.message, model=args.model)
-    return asyncio.run(chat_local(_load(args.config), args.agent, messages, once=args.message, model=args.model))
+    return asyncio.run(chat_local(_kernel(args.config), args.agent, messages, once=args.message, model=args.model))
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -146,14 +180,20 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``robutler-kernel`` (plugin commands are dispatched before it)."""
+def build_parser(commands: Mapping[str, tuple[str, Any]] | None = None, note: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``robutler-kernel``.
+
+    :param commands: the plugins' commands (:func:`plugin_commands`): listed in the help;
+        they are dispatched before this parser runs, with their own arguments.
+    :param note: shown at the end of the help (why plugin commands are missing).
+    """
     parser = argparse.ArgumentParser(
         prog="robutler-kernel",
         description="Serve AI agents over an OpenAI-compatible API. Plugins may add commands "
         "(robutler-kernel plugins lists what is installed).",
+        epilog=note,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve agents over HTTP (no config: an offline demo agent)")
     serve.add_argument("--config", "-c", help="YAML config (default: ./robutler.yaml if present)")
@@ -167,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=cmd_plugins)
 
-    check = sub.add_parser("check", help="validate a config file")
-    check.add_argument("config", help="YAML config to check")
+    check = sub.add_parser("check", help="validate a config file against the installed plugins")
+    check.add_argument("file", nargs="?", metavar="CONFIG", help="YAML config to check (default: ./robutler.yaml)")
+    check.add_argument("--config", "-c", help="the same, as an option")
     check.set_defaults(func=cmd_check)
 
     chat = sub.add_parser("chat", help="chat with an agent in the terminal (streams)")
@@ -183,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="plugin name, e.g. weather")
     new.add_argument("--dir", default=".", help="where to create it (default: here)")
     new.set_defaults(func=cmd_new_plugin)
+
+    for name, (plugin, fn) in sorted((commands or {}).items()):
+        summary = ((getattr(fn, "__doc__", None) or "").strip().splitlines() or [""])[0].rstrip(".")
+        sub.add_parser(name, add_help=False, help=f"{summary or 'a command'} (from plugin {plugin})")
     return parser
 
 
@@ -206,13 +251,41 @@ def plugin_commands(registry: Any = None) -> dict[str, tuple[str, Any]]:
     return commands
 
 
+def split_config_option(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Take ``--config F``, ``--config=F``, ``-c F`` or ``-cF`` out of ``argv`` (anywhere
+    before a ``--``): returns the file and the other arguments.
+
+    :raises ConfigError: the option is given without a file.
+    """
+    path: str | None = None
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in ("--config", "-c"):
+            if i + 1 >= len(args):
+                raise ConfigError(f"{arg} needs a file: {arg} robutler.yaml")
+            path = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif arg.startswith("-c") and not arg.startswith("--") and len(arg) > 2:
+            path = arg[2:]
+        else:
+            rest.append(arg)
+        i += 1
+    return path, rest
+
+
 def run_plugin_command(plugin: str, fn: Any, argv: list[str]) -> int:
-    """Run a plugin's command with its ``plugins.<plugin>`` settings from ``--config``."""
-    config_path = None
-    if "--config" in argv[:-1]:
-        at = argv.index("--config")
-        config_path = argv[at + 1]
-        argv = argv[:at] + argv[at + 2 :]
+    """Run a plugin's command with its ``plugins.<plugin>`` settings from the config
+    (``-c F``, ``--config F`` or ``--config=F``; default ``./robutler.yaml``)."""
+    config_path, argv = split_config_option(argv)
     settings = _load(config_path).plugins.get(plugin, {})
     return int(fn(argv, settings) or 0)
 
@@ -221,12 +294,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``robutler-kernel`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and not argv[0].startswith("-") and argv[0] not in BUILTIN:
-            commands = plugin_commands()
-            if argv[0] in commands:
+        commands: dict[str, tuple[str, Any]] = {}
+        note = None
+        if not argv or argv[0] not in BUILTIN:  # a plugin's command, or the help that lists them
+            try:
+                commands = plugin_commands()
+            except PluginError as exc:
+                if argv and not argv[0].startswith("-"):
+                    raise
+                note = f"(plugin commands are not listed: {exc})"
+            if argv and argv[0] in commands:
                 plugin, fn = commands[argv[0]]
                 return run_plugin_command(plugin, fn, argv[1:])
-        args = build_parser().parse_args(argv)
+        args = build_parser(commands, note).parse_args(argv)
         return int(args.func(args) or 0)
     except (ConfigError, PluginError) as exc:
         return _fail(str(exc))

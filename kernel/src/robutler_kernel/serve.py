@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -14,6 +15,24 @@ from hypercorn.config import Config as HypercornConfig
 from .kernel import Kernel
 
 log = logging.getLogger("robutler.serve")
+
+
+class ListenError(Exception):
+    """The server cannot listen where it was told to (port in use, unknown host, ...); the
+    message says what to change."""
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return ListenError(f"cannot listen on {where}: unknown host {host!r}; use an address such as 127.0.0.1 or 0.0.0.0 (--host or server.host)")
+    if exc.errno == errno.EADDRINUSE:
+        return ListenError(f"cannot listen on {where}: the port is already in use (another server?); choose another with --port or server.port")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ListenError(f"cannot listen on {where}: {host} is not an address of this machine; use 127.0.0.1 or 0.0.0.0 (--host or server.host)")
+    if exc.errno == errno.EACCES:
+        return ListenError(f"cannot listen on {where}: permission denied (ports below 1024 need privileges); choose another with --port")
+    return ListenError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 def hypercorn_config(host: str, port: int, *, access_log: bool = False) -> HypercornConfig:
@@ -51,7 +70,10 @@ def start_metrics_server(port: int | None, host: str) -> int | None:
 
 
 async def serve(kernel: Kernel, host: str, port: int, *, access_log: bool = False, ready: Any = None) -> None:
-    """Serve ``kernel`` until SIGINT/SIGTERM. ``ready(url)`` is called once listening."""
+    """Serve ``kernel`` until SIGINT/SIGTERM. ``ready(url)`` is called once listening.
+
+    :raises ListenError: the address cannot be bound (before the kernel starts).
+    """
     config = hypercorn_config(host, port, access_log=access_log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,9 +84,13 @@ async def serve(kernel: Kernel, host: str, port: int, *, access_log: bool = Fals
             pass
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound = sock.getsockname()[1]
-    sock.close()
+    try:
+        sock.bind((host, port))
+        bound = sock.getsockname()[1]
+    except OSError as exc:
+        raise _listen_error(host, port, exc) from None
+    finally:
+        sock.close()
     config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]
     task = asyncio.create_task(hypercorn_serve(kernel.asgi_app(), config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     while not kernel.started and not task.done():

@@ -31,9 +31,14 @@ __all__ = [
     "ModelPrice",
     "PaymentsConfig",
     "PaymentsSkill",
+    "PluginSettings",
     "hash_token",
     "make_ledger",
 ]
+
+#: The ``plugins.payments`` section (where the ledger is, for ``robutler-kernel payments``):
+#: ``robutler-kernel check`` validates it into this Struct.
+PluginSettings = LedgerConfig
 
 
 @hookimpl

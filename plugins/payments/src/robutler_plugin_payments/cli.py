@@ -173,7 +173,10 @@ def main(
     err: TextIO | None = None,
     ledger_factory: Callable[[LedgerConfig], Ledger] = make_ledger,
 ) -> int:
-    """Run one ``payments`` command; returns the exit code."""
+    """Manage the payments ledger: accounts, tokens, top-ups, balances, transactions.
+
+    Runs one ``robutler-kernel payments ...`` command; returns the exit code.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     try:
