@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,3 +63,44 @@ def test_writing_plugins_example_passes_its_own_test(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed, 1 deselected" in result.stdout
+
+
+# -- docs/configuration.md: every YAML example passes `robutler-kernel check` ----------------------------------
+
+#: Values for the variables the examples read (fake: nothing is called).
+EXAMPLE_ENV = {
+    "OPENAI_API_KEY": "sk-example",
+    "ANTHROPIC_API_KEY": "sk-ant-example",
+    "LEDGER_DSN": "postgresql://robutler@127.0.0.1:5432/ledger",
+}
+
+
+def _yaml_blocks(doc: Path) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)
+
+
+@pytest.mark.parametrize("doc", ["docs/configuration.md", "README.md"])
+def test_configuration_examples_pass_check(doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robutler_kernel.check import check_file
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # check adds the examples' folder
+    for name in [m for m in sys.modules if m.split(".")[0] == "mypackage"]:
+        monkeypatch.delitem(sys.modules, name)
+    blocks = _yaml_blocks(ROOT / doc)
+    assert len(blocks) >= 2
+    (tmp_path / "mypackage").mkdir()
+    (tmp_path / "mypackage" / "__init__.py").write_text("")
+    (tmp_path / "mypackage" / "tools.py").write_text(
+        'def get_weather(city: str) -> str:\n    """The weather in a city.\n\n    Args:\n        city: the city\n    """\n    return city\n'
+    )
+    env = {**os.environ, **EXAMPLE_ENV}
+    failures = []
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example{i}.yaml"
+        path.write_text(block)
+        report = check_file(path, env=env)
+        if not report.ok:
+            failures.append(f"example {i + 1}:\n{block}\n" + "\n".join(report.errors))
+    assert not failures, "\n\n".join(failures)
+    for name in [m for m in sys.modules if m.split(".")[0] == "mypackage"]:
+        del sys.modules[name]
