@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robutler_kernel.hooks import HookCaller, HookFailed
+from robutler_kernel.hooks import HookFailed, KernelHookCaller, SkillHookCaller
 from robutler_specs import (
     PROJECT_NAME,
-    SKILL_HOOKS,
     AgentSpec,
     Forbidden,
     LLMCall,
@@ -27,7 +26,7 @@ from robutler_specs import (
 )
 
 
-def make_caller(*plugins: tuple[str, Any]) -> HookCaller:
+def make_caller(*plugins: tuple[str, Any]) -> SkillHookCaller:
     """A caller over plugins given in *call order* (the first is called first)."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(SkillHooks)
@@ -35,7 +34,7 @@ def make_caller(*plugins: tuple[str, Any]) -> HookCaller:
     for name, plugin in reversed(plugins):
         pm.register(plugin, name=name)
     pm.check_pending()
-    return HookCaller(pm, SKILL_HOOKS)
+    return SkillHookCaller(pm)
 
 
 def ctx() -> RequestContext:
@@ -76,7 +75,7 @@ async def test_sync_and_async_impls_are_awaited_one_after_another_in_order() -> 
             events.append("fast end")
 
     caller = make_caller(("slow", Slow()), ("sync", Sync()), ("fast", Fast()))
-    assert await caller.call("on_connection", ctx=ctx()) == []
+    assert await caller.on_connection(ctx()) is None
     assert events == ["slow start", "slow end", "sync", "fast start", "fast end"]
 
 
@@ -103,13 +102,13 @@ async def test_registration_order_and_tryfirst_decide_call_order() -> None:
     pm.register(A(), name="a")
     pm.register(B(), name="b")
     pm.register(C(), name="c")
-    caller = HookCaller(pm, SKILL_HOOKS)
-    assert caller.plugins_implementing("on_connection") == ["a", "c", "b"]
+    caller = SkillHookCaller(pm)
+    assert caller.hooks()["on_connection"].plugins == ["a", "c", "b"]
     # The same order pluggy itself uses.
     pm.hook.on_connection(ctx=ctx())
     pluggy_order = list(events)
     events.clear()
-    await caller.call("on_connection", ctx=ctx())
+    await caller.on_connection(ctx())
     assert events == pluggy_order == ["a", "c", "b"]
 
 
@@ -130,17 +129,17 @@ async def test_call_collects_awaited_non_none_results_in_order() -> None:
             return "two"
 
     caller = make_caller(("one", One()), ("nothing", Nothing()), ("two", Two()))
-    assert await caller.call("build_prompt", ctx=ctx()) == ["one", "two"]
+    assert await caller.build_prompt(ctx()) == ["one", "two"]
 
 
 async def test_unimplemented_hook_returns_empty_results() -> None:
     caller = make_caller()
-    assert not caller.implemented("on_chunk")
-    assert caller.plugins_implementing("on_chunk") == []
-    assert await caller.call("on_connection", ctx=ctx()) == []
-    assert await caller.first("llm_complete", ctx=ctx(), call=call()) is None
+    assert not caller.rewrites_chunks
+    assert caller.hooks()["on_chunk"].plugins == []
+    assert await caller.on_connection(ctx()) is None
+    assert await caller.llm_complete(ctx(), call()) is None
     message = Message(role="user", content="x")
-    assert await caller.chain("on_message", "message", ctx=ctx(), message=message) is message
+    assert await caller.on_message(ctx(), message) is message
 
 
 # -- first ------------------------------------------------------------------------------------------
@@ -175,7 +174,7 @@ async def test_first_skips_async_none_and_stops_at_the_first_result() -> None:
     caller = make_caller(
         ("async-none", AsyncNone()), ("sync-none", SyncNone()), ("answer", Answer()), ("never", Never())
     )
-    got = await caller.first("llm_complete", ctx=ctx(), call=call())
+    got = await caller.llm_complete(ctx(), call())
     assert got.message.content == "from answer"
     assert called == ["async-none", "sync-none", "answer"]
 
@@ -187,7 +186,7 @@ async def test_first_returns_none_when_nobody_answers() -> None:
             return None
 
     caller = make_caller(("no1", No()), ("no2", No()))
-    assert await caller.first("llm_complete", ctx=ctx(), call=call()) is None
+    assert await caller.llm_complete(ctx(), call()) is None
 
 
 async def test_first_treats_falsy_non_none_results_as_answers() -> None:
@@ -202,7 +201,7 @@ async def test_first_treats_falsy_non_none_results_as_answers() -> None:
             return "later"
 
     caller = make_caller(("empty", EmptyString()), ("later", Later()))
-    assert await caller.first("build_prompt", ctx=ctx()) == ""
+    assert await caller.hooks()["build_prompt"].first(ctx=ctx()) == ""
 
 
 # -- chain -------------------------------------------------------------------------------------------
@@ -229,9 +228,7 @@ async def test_chain_threads_the_value_through_every_impl() -> None:
             return Message(role=message.role, content=message.text() + "!")
 
     caller = make_caller(("upper", Upper()), ("keep", Keep()), ("exclaim", Exclaim()))
-    final = await caller.chain(
-        "on_message", "message", ctx=ctx(), message=Message(role="user", content="hi")
-    )
+    final = await caller.on_message(ctx(), Message(role="user", content="hi"))
     assert final == Message(role="user", content="HI!")
     assert seen == ["hi", "HI", "HI"]
 
@@ -263,7 +260,7 @@ def test_chain_equals_folding_the_impls_in_call_order(steps: list[tuple[str, boo
 
     caller = make_caller(*((f"p{i}", make(i, kind, a)) for i, (kind, a) in enumerate(steps)))
     final = asyncio.run(
-        caller.chain("on_message", "message", ctx=ctx(), message=Message(role="user", content=">"))
+        caller.on_message(ctx(), Message(role="user", content=">"))
     )
     expected = ">" + "".join(str(i) for i, (kind, _) in enumerate(steps) if kind == "append")
     assert final.text() == expected
@@ -280,7 +277,7 @@ async def test_request_error_gets_the_plugin_filled_in() -> None:
 
     caller = make_caller(("gate", Gate()))
     with pytest.raises(Unauthorized) as info:
-        await caller.call("on_connection", ctx=ctx())
+        await caller.on_connection(ctx())
     assert info.value.plugin == "gate"
     assert info.value.status == 401
 
@@ -293,7 +290,7 @@ async def test_request_error_keeps_a_plugin_it_already_names() -> None:
 
     caller = make_caller(("proxy", Proxy()))
     with pytest.raises(Forbidden) as info:
-        await caller.call("on_connection", ctx=ctx())
+        await caller.on_connection(ctx())
     assert info.value.plugin == "upstream"
 
 
@@ -312,7 +309,7 @@ async def test_request_error_stops_the_remaining_impls() -> None:
 
     caller = make_caller(("gate", Gate()), ("after", After()))
     with pytest.raises(Unauthorized):
-        await caller.call("on_connection", ctx=ctx())
+        await caller.on_connection(ctx())
     assert called == []
 
 
@@ -326,10 +323,11 @@ async def test_other_exceptions_become_hook_failed_naming_plugin_and_hook(method
     caller = make_caller(("broken-skill", Broken()))
     kwargs = {"ctx": ctx(), "message": Message(role="user", content="x")}
     with pytest.raises(HookFailed) as info:
+        hook = caller.hooks()["on_message"]
         if method == "chain":
-            await caller.chain("on_message", "message", **kwargs)
+            await hook.chain("message", **kwargs)
         else:
-            await getattr(caller, method)("on_message", **kwargs)
+            await getattr(hook, method)(**kwargs)
     error = info.value
     assert error.status == 500
     assert error.plugin == "broken-skill"
@@ -348,7 +346,7 @@ async def test_sync_impl_exception_becomes_hook_failed_too() -> None:
 
     caller = make_caller(("math", Broken()))
     with pytest.raises(HookFailed, match=r"'math'.*build_prompt.*ZeroDivisionError"):
-        await caller.call("build_prompt", ctx=ctx())
+        await caller.build_prompt(ctx())
 
 
 async def test_call_all_logged_runs_every_impl_even_when_some_raise(
@@ -375,7 +373,7 @@ async def test_call_all_logged_runs_every_impl_even_when_some_raise(
 
     caller = make_caller(("async-boom", AsyncBoom()), ("sync-boom", SyncBoom()), ("settle", Settle()))
     with caplog.at_level(logging.ERROR, logger="robutler.hooks"):
-        assert await caller.call_all_logged("finalize_connection", ctx=ctx(), error=None) is None
+        assert await caller.finalize_connection(ctx(), None) is None
     assert ran == ["async-boom", "sync-boom", "settle:None"]
     logged = caplog.text
     assert "async-boom" in logged and "sync-boom" in logged and "finalize_connection" in logged
@@ -403,7 +401,7 @@ async def test_impls_may_accept_any_subset_of_the_arguments() -> None:
             got["reordered"] = (result.message.content, ctx.agent.name)
 
     caller = make_caller(("none", NoArgs()), ("only", OnlyResult()), ("reordered", Reordered()))
-    await caller.call("after_llm_call", ctx=ctx(), call=call(), result=result("done"))
+    await caller.after_llm_call(ctx(), call(), result("done"))
     assert got == {"none": True, "result": "done", "reordered": ("done", "a")}
 
 
@@ -420,7 +418,7 @@ def test_an_impl_asking_for_an_unknown_argument_is_rejected_at_registration() ->
 async def test_a_hook_argument_named_name_can_be_passed() -> None:
     # Kernel hooks such as robutler_resolve_agent(name) take a ``name`` argument; the
     # caller's own hook-name parameter must not swallow it.
-    from robutler_specs import KERNEL_HOOKS, KernelHooks
+    from robutler_specs import KernelHooks
 
     class Resolver:
         @hookimpl
@@ -430,6 +428,6 @@ async def test_a_hook_argument_named_name_can_be_passed() -> None:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(KernelHooks)
     pm.register(Resolver(), name="resolver")
-    caller = HookCaller(pm, KERNEL_HOOKS)
-    spec = await caller.first("robutler_resolve_agent", name="dynamic")
+    caller = KernelHookCaller(pm)
+    spec = await caller.robutler_resolve_agent("dynamic")
     assert spec == AgentSpec(name="dynamic")

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from robutler_kernel import plugins as plugins_module
-from robutler_kernel.hooks import HookCaller
+from robutler_kernel.hooks import SkillHookCaller
 from robutler_kernel.plugins import ENV_DISABLE, ENV_LOAD, PluginRegistry
 from robutler_specs import (
     ENTRY_POINT_GROUP,
@@ -380,8 +380,8 @@ def test_skill_manager_calls_skills_in_the_given_order() -> None:
     )
     agent = AgentSpec(name="bot", skills={"late": None, "middle": None, "early": None})
     skills = registry.build_skills(agent)
-    caller = HookCaller(registry.skill_manager(agent, skills), ("on_connection",))
-    assert caller.plugins_implementing("on_connection") == ["early", "middle", "late"]
+    caller = SkillHookCaller(registry.skill_manager(agent, skills))
+    assert caller.hooks()["on_connection"].plugins == ["early", "middle", "late"]
     registry.skill_manager(agent, skills).hook.on_connection(ctx=None)
     assert seen == ["early", "middle", "late"]
 

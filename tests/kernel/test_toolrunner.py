@@ -11,12 +11,11 @@ import pluggy
 import pytest
 
 import robutler_plugin_scripted as scripted
-from robutler_kernel.hooks import HookCaller
+from robutler_kernel.hooks import SkillHookCaller
 from robutler_kernel.testing import make_kernel
 from robutler_kernel.toolrunner import run_tool, run_tools
 from robutler_specs import (
     PROJECT_NAME,
-    SKILL_HOOKS,
     AgentSpec,
     Message,
     PaymentRequired,
@@ -32,13 +31,13 @@ from robutler_specs import (
 )
 
 
-def hooks(*plugins: Any) -> HookCaller:
+def hooks(*plugins: Any) -> SkillHookCaller:
     """A hook caller over ``plugins``, called in the order given."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(SkillHooks)
     for i, plugin in reversed(list(enumerate(plugins))):
         pm.register(plugin, name=f"p{i}")
-    return HookCaller(pm, SKILL_HOOKS)
+    return SkillHookCaller(pm)
 
 
 def new_ctx() -> RequestContext:

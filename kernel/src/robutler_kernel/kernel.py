@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from robutler_specs import KERNEL_HOOKS, AgentSpec
+from robutler_specs import AgentSpec
 
 from .agent import Agent
 from .config import KernelConfig, config_from_dict, default_config
-from .hooks import HookCaller
+from .hooks import KernelHookCaller
 from .metrics import observe_request
 from .plugins import PluginRegistry
 from .toolrefs import load_tool
@@ -50,7 +50,7 @@ class Kernel:
             self.registry.add(plugin)
         if discover:
             self.registry.discover(env)
-        self.hooks = HookCaller(self.registry.pm, KERNEL_HOOKS)
+        self.hooks = KernelHookCaller(self.registry.pm)
         #: Agent specs by name, for plugins (``robutler_startup(kernel)``).
         self.agents: dict[str, AgentSpec] = dict(config.agents)
         #: Free space for plugins to keep kernel-wide objects in.
@@ -87,12 +87,12 @@ class Kernel:
     async def get_agent(self, name: str) -> Agent | None:
         """An agent by name; unknown names are offered to ``robutler_resolve_agent``."""
         agent = self._agents.get(name)
-        if agent is not None or not self.hooks.implemented("robutler_resolve_agent"):
+        if agent is not None or not self.hooks.resolves_agents:
             return agent
         async with self._dynamic_lock:
             agent = self._agents.get(name)
             if agent is None:
-                spec = await self.hooks.first("robutler_resolve_agent", name=name)
+                spec = await self.hooks.robutler_resolve_agent(name)
                 if spec is None:
                     return None
                 if not spec.name:
@@ -110,8 +110,7 @@ class Kernel:
 
     async def embed(self, texts: Iterable[str], model: str | None = None) -> list[list[float]] | None:
         """Embed texts through the first plugin whose ``robutler_embed`` answers."""
-        result: list[list[float]] | None = await self.hooks.first("robutler_embed", texts=list(texts), model=model)
-        return result
+        return await self.hooks.robutler_embed(list(texts), model, self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -120,7 +119,7 @@ class Kernel:
         async with self._start_lock:
             if self.started:
                 return
-            await self.hooks.call("robutler_startup", kernel=self)
+            await self.hooks.robutler_startup(self)
             for agent in self._agents.values():
                 for skill in agent.skills:
                     await skill.start()
@@ -139,7 +138,7 @@ class Kernel:
                     await skill.stop()
                 except Exception:
                     log.exception("skill %r of agent %r failed to stop", skill.name, agent.name)
-        await self.hooks.call_all_logged("robutler_shutdown", kernel=self)
+        await self.hooks.robutler_shutdown(self)
         self.started = False
 
     @asynccontextmanager

@@ -39,7 +39,7 @@ from robutler_specs import (
 
 from .assembly import StreamAssembler
 from .breaker import CircuitBreaker
-from .hooks import HookCaller
+from .hooks import SkillHookCaller
 from .retry import Tries
 from .usage import estimate_usage
 
@@ -57,7 +57,7 @@ class LLMCalls:
     :param policy: the agent's retry settings.
     """
 
-    def __init__(self, agent: str, hooks: HookCaller, skills: Sequence[Skill], policy: RetryPolicy) -> None:
+    def __init__(self, agent: str, hooks: SkillHookCaller, skills: Sequence[Skill], policy: RetryPolicy) -> None:
         self.agent = agent
         self.hooks = hooks
         self.policy = policy
@@ -98,8 +98,7 @@ class LLMCalls:
         """The next try's call; ``before_llm_call`` sees every try (a pricing skill checks
         what a fallback model costs, and may refuse it)."""
         call = _replace(call, model=tries.model, attempt=tries.attempt)
-        if self.hooks.implemented("before_llm_call"):
-            await self.hooks.call("before_llm_call", ctx=ctx, call=call)
+        await self.hooks.before_llm_call(ctx, call)
         return call
 
     async def _retry_or_raise(
@@ -143,11 +142,11 @@ class LLMCalls:
         timeout = self.timeouts.get(call.provider)
         result: LLMResult | None
         if timeout is None:
-            result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+            result = await self.hooks.llm_complete(ctx, call)
         else:
             try:
                 async with asyncio.timeout(timeout) as scope:
-                    result = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+                    result = await self.hooks.llm_complete(ctx, call)
             except TimeoutError:
                 if scope.expired():
                     raise self._timed_out(call, timeout) from None
@@ -237,11 +236,9 @@ class LLMCalls:
     async def _first(
         self, ctx: RequestContext, call: LLMCall
     ) -> tuple[AsyncIterator[ChatCompletionChunk] | None, ChatCompletionChunk | None]:
-        stream: AsyncIterator[ChatCompletionChunk] | None = await self.hooks.first(
-            "llm_stream", ctx=ctx, call=call
-        )
+        stream = await self.hooks.llm_stream(ctx, call)
         if stream is None:
-            result: LLMResult | None = await self.hooks.first("llm_complete", ctx=ctx, call=call)
+            result = await self.hooks.llm_complete(ctx, call)
             if result is None:
                 raise self._no_provider(call)
             return None, _as_chunk(result)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +26,10 @@ from robutler_specs import (
     PluginError,
     Skill,
     SkillHooks,
+    hookimpl,
 )
 
+from .hooks import Hook
 from .resolve import resolve_skills
 
 ENV_LOAD = "ROBUTLER_LOAD_PLUGINS"
@@ -44,6 +45,17 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     skills: list[type[Skill]] = field(default_factory=list)
+
+
+class _SkillPlugin:
+    """A Skill class registered on its own (tests, embedding apps): a plugin providing it."""
+
+    def __init__(self, skill: type[Skill]) -> None:
+        self.skill = skill
+
+    @hookimpl
+    def robutler_skills(self) -> list[type[Skill]]:
+        return [self.skill]
 
 
 def _names(value: str | None) -> set[str] | None:
@@ -106,22 +118,20 @@ class PluginRegistry:
     ) -> PluginInfo:
         """Register a plugin: a module (or object) with kernel hooks, or a Skill class."""
         if isinstance(plugin, type) and issubclass(plugin, Skill):
-            skill_cls = plugin
-            plugin = types.SimpleNamespace(robutler_skills=lambda: [skill_cls])
-            name = name or skill_cls.name
+            name = name or plugin.name
+            plugin = _SkillPlugin(plugin)
         name = name or getattr(plugin, "__name__", None) or repr(plugin)
         if name in self.plugins:
             raise PluginError(f"plugin {name!r} is registered twice")
-        if not isinstance(plugin, types.SimpleNamespace):
-            try:
-                self.pm.register(plugin, name=name)
-                self.pm.check_pending()
-            except pluggy.PluginValidationError as exc:
-                self.pm.unregister(name=name)
-                raise PluginError(f"plugin {name!r} has an invalid hook: {exc}") from exc
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            raise PluginError(f"plugin {name!r} has an invalid hook: {exc}") from exc
         info = PluginInfo(name, plugin, distribution, version)
-        provider = getattr(plugin, "robutler_skills", None)
-        for skill in (provider() if provider else None) or []:
+        skills = Hook(self.pm.hook.robutler_skills).call_by_plugin().get(name)
+        for skill in skills or []:
             self._add_skill(info, skill)
         self.plugins[name] = info
         return info

@@ -17,7 +17,7 @@ from robutler_specs import (
     UsageRecord,
 )
 
-from .hooks import HookCaller
+from .hooks import SkillHookCaller
 from .usage import to_text
 
 log = logging.getLogger("robutler.tools")
@@ -64,7 +64,7 @@ async def _run(inv: ToolInvocation, ctx: RequestContext, kwargs: dict[str, Any],
 
 
 async def run_tool(
-    hooks: HookCaller, ctx: RequestContext, inv: ToolInvocation, timeout: float
+    hooks: SkillHookCaller, ctx: RequestContext, inv: ToolInvocation, timeout: float
 ) -> ToolResult:
     """Run one tool call through ``before_toolcall`` / the tool / ``after_toolcall``
     (or the handoff hooks). Failures become error results the model sees; only a
@@ -75,12 +75,9 @@ async def run_tool(
             content=f"Error: there is no tool named {inv.name!r} available to you.",
             is_error=True,
         )
-    before, after = (
-        ("before_handoff", "after_handoff") if tool.is_handoff else ("before_toolcall", "after_toolcall")
-    )
-    key = "handoff" if tool.is_handoff else "call"
+    handoff = tool.is_handoff
     started = time.perf_counter()
-    result: ToolResult | None = await hooks.first(before, ctx=ctx, **{key: inv})
+    result = await (hooks.before_handoff(ctx, inv) if handoff else hooks.before_toolcall(ctx, inv))
     if result is None:
         try:
             kwargs = tool.parse_arguments(inv.arguments)
@@ -88,10 +85,10 @@ async def run_tool(
             result = ToolResult(content=f"Error: {exc}", is_error=True, plugin=tool.plugin)
         else:
             result = await _run(inv, ctx, kwargs, timeout)
-    result = await hooks.chain(after, "result", ctx=ctx, result=result, **{key: inv})
+    result = await (hooks.after_handoff(ctx, inv, result) if handoff else hooks.after_toolcall(ctx, inv, result))
     ctx.usage.append(
         UsageRecord(
-            kind="handoff" if tool.is_handoff else "tool",
+            kind="handoff" if handoff else "tool",
             name=inv.name,
             plugin=tool.plugin,
             ok=not result.is_error,
@@ -103,7 +100,7 @@ async def run_tool(
 
 
 async def run_tools(
-    hooks: HookCaller, ctx: RequestContext, calls: list[ToolInvocation], timeout: float
+    hooks: SkillHookCaller, ctx: RequestContext, calls: list[ToolInvocation], timeout: float
 ) -> list[ToolResult]:
     """Run the tool calls of one turn concurrently; results in call order."""
     if len(calls) == 1:

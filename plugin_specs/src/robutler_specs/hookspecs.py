@@ -16,6 +16,17 @@ A hook stops a request by raising :class:`~robutler_specs.errors.RequestError` (
 ``Unauthorized``, ``PaymentRequired``, ``Forbidden``, ``ContentBlocked``...), which the client
 receives as an OpenAI-shaped error with that status. Any other exception is reported as a 500
 naming the plugin and hook. ``finalize_connection`` always runs, whatever happened.
+
+Every way into an agent (the chat routes, ``/v1/completions``, ``@http`` endpoints, plugin
+routes that act for an agent) runs the same lifecycle, so these hooks see all of them: a
+request that is not a chat has no messages and no LLM stage, but ``on_connection`` and
+``finalize_connection`` run for it just the same.
+
+``tryfirst=True`` / ``trylast=True`` move an implementation to the front or the back.
+pluggy's wrappers (``wrapper=True``, ``hookwrapper=True``) are refused when the agent is
+built, with an error naming the plugin and hook: the kernel awaits implementations one after
+another and cannot run a wrapper around the others. ``ROBUTLER_TRACE_HOOKS=1`` logs every
+hook call with its plugin and duration (logger ``robutler.hooks``, level INFO).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ if TYPE_CHECKING:
     from .agent import AgentSpec
     from .context import LLMCall, LLMResult, RequestContext, ToolInvocation, ToolResult
     from .routes import HttpRoute
-    from .skill import Skill
+    from .skill import KernelAPI, Skill
     from .wire import ChatCompletionChunk, Message
 
 
@@ -228,16 +239,16 @@ class KernelHooks:
         """
 
     @hookspec
-    def robutler_startup(self, kernel: Any) -> None:
+    def robutler_startup(self, kernel: KernelAPI) -> None:
         """Called once when the kernel starts (inside the ASGI lifespan). Open pools.
 
-        :param kernel: the kernel; ``kernel.agents`` maps agent names to ``AgentSpec``
-            and ``kernel.state`` is a dict plugins may use.
+        :param kernel: the kernel, as :class:`~robutler_specs.KernelAPI`: ``kernel.agents``
+            maps agent names to ``AgentSpec`` and ``kernel.state`` is a dict plugins may use.
         :return: ignored.
         """
 
     @hookspec
-    def robutler_shutdown(self, kernel: Any) -> None:
+    def robutler_shutdown(self, kernel: KernelAPI) -> None:
         """Called once when the kernel stops. Close what ``robutler_startup`` opened.
 
         :param kernel: the kernel.
@@ -282,11 +293,15 @@ class KernelHooks:
         """
 
     @hookspec(firstresult=True)
-    def robutler_embed(self, texts: list[str], model: str | None) -> list[list[float]] | None:
+    def robutler_embed(
+        self, texts: list[str], model: str | None, kernel: KernelAPI
+    ) -> list[list[float]] | None:
         """Embed texts as vectors. Stops at first non-None result.
 
         :param texts: the texts to embed.
         :param model: ``"<provider>/<model>"`` to ask a given provider, or ``None`` for any.
+        :param kernel: the kernel asking (``kernel.state`` holds what ``robutler_startup``
+            opened, so a provider can embed through its live clients).
         :return: one vector per text, or ``None`` if this plugin cannot embed.
         """
 

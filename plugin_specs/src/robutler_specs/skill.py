@@ -68,8 +68,22 @@ class Skill:
     def __init__(self, config: Any, agent: AgentSpec) -> None:
         self.config = config
         self.agent = agent
-        #: The kernel serving this skill; set by the kernel before :meth:`start`.
-        self.kernel: KernelAPI | None = None
+        self._kernel: KernelAPI | None = None
+
+    @property
+    def kernel(self) -> KernelAPI:
+        """The kernel serving this skill. The kernel attaches it when it builds the agent,
+        before :meth:`start` and before any hook runs, so a skill in use always has one."""
+        if self._kernel is None:
+            raise RuntimeError(
+                f"skill {self.name!r} of agent {self.agent.name!r} is not attached to a kernel: "
+                "build it through a Kernel (robutler_kernel.testing.make_kernel in tests)"
+            )
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, kernel: KernelAPI) -> None:
+        self._kernel = kernel
 
     async def start(self) -> None:
         """Open per-agent resources (clients, pools). Called once at kernel start-up."""

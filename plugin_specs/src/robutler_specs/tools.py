@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_type_hints, overload
 
 import msgspec
 
+from .jsondepth import MAX_JSON_DEPTH, too_deep
 from .wire import FunctionDefinition, ToolDefinition
 
 Scope = Literal["all", "owner", "admin"]
@@ -91,6 +92,11 @@ class ToolSpec:
         """
         try:
             if isinstance(arguments, str):
+                if too_deep(arguments) is not None:
+                    raise ValueError(
+                        f"invalid arguments for tool {self.name!r}: JSON nested deeper than "
+                        f"{MAX_JSON_DEPTH} levels; send flatter arguments"
+                    )
                 raw = msgspec.json.decode(arguments or "{}")
             else:
                 raw = arguments

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from robutler_kernel.testing import FakeOpenAI
+from robutler_kernel.testing import FakeOpenAI, StandaloneKernel
 from robutler_plugin_openai import OpenAIConfig, OpenAISkill
 from robutler_specs import AgentSpec, LLMCall, Message, RequestContext
 
@@ -36,10 +36,15 @@ def config(fake: FakeOpenAI | None = None, **overrides: Any) -> OpenAIConfig:
     return OpenAIConfig(**{**values, **overrides})
 
 
+#: The kernel the skills of these tests are attached to (its ``state`` lists live skills).
+KERNEL = StandaloneKernel()
+
+
 @asynccontextmanager
 async def started(fake: FakeOpenAI | None = None, **overrides: Any) -> AsyncIterator[OpenAISkill]:
     """A started skill (its client open), stopped on exit."""
     skill = OpenAISkill(config(fake, **overrides), AGENT)
+    skill.kernel = KERNEL
     await skill.start()
     try:
         yield skill

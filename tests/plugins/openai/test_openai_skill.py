@@ -8,7 +8,7 @@ import json
 
 import msgspec
 import pytest
-from openai_helpers import AGENT, call_and_ctx, collect, config, run, started
+from openai_helpers import AGENT, KERNEL, call_and_ctx, collect, config, run, started
 
 import robutler_plugin_openai
 from robutler_kernel.testing import FakeOpenAI
@@ -182,6 +182,7 @@ def test_a_hanging_stream_is_cancelled_too(fake: FakeOpenAI) -> None:
 def test_the_client_is_created_lazily_and_closed_by_stop(fake: FakeOpenAI) -> None:
     async def body() -> None:
         skill = OpenAISkill(config(fake), AGENT)
+        skill.kernel = KERNEL
         assert skill._client is None
         assert await skill.llm_complete(*call_and_ctx()) is not None
         client = skill.client

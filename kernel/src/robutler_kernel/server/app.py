@@ -14,10 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from robutler_specs import HttpRequest, NotFound, RequestError
+from robutler_specs import RequestError
 
 from ..metrics import MetricsMiddleware
-from .chat import ChatEndpoint, headers_of
+from .chat import ChatDoor
+from .completions import CompletionsDoor
+from .endpoints import PluginRouteDoor, SkillEndpointDoor, no_route, not_allowed
 from .health import make_health_routes
 from .routes import error_response, guarded, json_response, make_routes
 
@@ -26,24 +28,11 @@ if TYPE_CHECKING:
 
 
 def _plugin_routes(kernel: Kernel) -> list[BaseRoute]:
-    routes: list[BaseRoute] = []
-    for plugin_routes in kernel.hooks.pm.hook.robutler_routes():
-        for route in plugin_routes or ():
-            async def endpoint(request: Request, handler: Any = route.handler) -> Response:
-                body = await request.body()
-                result = await handler(
-                    HttpRequest(
-                        method=request.method,
-                        path=request.url.path,
-                        query={**request.query_params, **request.path_params},
-                        headers=headers_of(request.scope),
-                        body=body,
-                    )
-                )
-                return json_response(result)
-
-            routes.append(Route(route.path, guarded(endpoint), methods=list(route.methods)))
-    return routes
+    return [
+        Route(route.path, PluginRouteDoor(kernel, route), methods=list(route.methods))
+        for routes in kernel.hooks.robutler_routes().values()
+        for route in routes
+    ]
 
 
 class ChatFastPath:
@@ -55,8 +44,8 @@ class ChatFastPath:
 
     def __init__(self, kernel: Kernel, app: Starlette) -> None:
         self.app = app
-        self.by_agent = ChatEndpoint(kernel, by_model=False)
-        self.by_model = ChatEndpoint(kernel, by_model=True)
+        self.by_agent = ChatDoor(kernel, by_model=False)
+        self.by_model = ChatDoor(kernel, by_model=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -89,29 +78,24 @@ def build_app(kernel: Kernel) -> Any:
         Route("/ready", guarded(health["ready"]), methods=["GET"]),
         Route("/live", guarded(health["live"]), methods=["GET"]),
         Route("/v1/models", guarded(handlers["models"]), methods=["GET"]),
-        Route("/v1/chat/completions", ChatEndpoint(kernel, by_model=True), methods=["POST"]),
-        Route("/v1/completions", guarded(handlers["completions"]), methods=["POST"]),
+        Route("/v1/chat/completions", ChatDoor(kernel, by_model=True), methods=["POST"]),
+        Route("/v1/completions", CompletionsDoor(kernel), methods=["POST"]),
         Route("/agents", guarded(handlers["agents"]), methods=["GET"]),
         *_plugin_routes(kernel),
-        Route("/{agent}/chat/completions", ChatEndpoint(kernel, by_model=False), methods=["POST"]),
+        Route("/{agent}/chat/completions", ChatDoor(kernel, by_model=False), methods=["POST"]),
         Route("/{agent}", guarded(handlers["agent_info"]), methods=["GET"]),
-        Route(
-            "/{agent}/{path:path}",
-            guarded(handlers["skill_http"]),
-            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        ),
+        Route("/{agent}/{path:path}", SkillEndpointDoor(kernel), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        path = request.url.path
         if exc.status_code == 404:
-            return error_response(NotFound(f"no route {request.method} {request.url.path}", code="route_not_found"))
-        error = RequestError(
-            f"{request.method} is not allowed on {request.url.path}" if exc.status_code == 405 else str(exc.detail),
-            status=exc.status_code,
-            code="method_not_allowed" if exc.status_code == 405 else "http_error",
-        )
-        return error_response(error)
+            return error_response(no_route(request.method, path))
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            return error_response(not_allowed(request.method, path, [m.strip() for m in allowed.split(",") if m.strip()]))
+        return error_response(RequestError(str(exc.detail), status=exc.status_code, code="http_error", headers=dict(exc.headers or {})))
 
     async def server_error(request: Request, exc: Exception) -> Response:
         from .responses import internal_error

@@ -23,7 +23,7 @@ _STARTED_AT = time.time()
 async def run_checks(kernel: Kernel, timeout: float = CHECK_TIMEOUT) -> dict[str, dict[str, Any]]:
     """Run every plugin's health checks concurrently, each with ``timeout`` seconds."""
     checks: dict[str, Any] = {}
-    for plugin_checks in await kernel.hooks.call("robutler_health_checks"):
+    for plugin_checks in await kernel.hooks.robutler_health_checks():
         checks.update(plugin_checks)
     for name in kernel.agent_names:
         agent = kernel.agent(name)

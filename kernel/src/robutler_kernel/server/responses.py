@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from robutler_specs import BadRequest, PayloadTooLarge, RequestError
+from robutler_specs.jsondepth import MAX_JSON_DEPTH, too_deep
 
 log = logging.getLogger("robutler.server")
 
@@ -100,4 +101,21 @@ def decode_error(exc: msgspec.MsgspecError, what: str) -> BadRequest:
     return BadRequest(
         f"the request body is not valid JSON ({text}); send a JSON object",
         code="invalid_json",
+    )
+
+
+def check_depth(document: bytes | str, what: str, *, field: str | None = None) -> None:
+    """A 400 naming the field when ``document`` nests deeper than ``MAX_JSON_DEPTH``."""
+    where = too_deep(document)
+    if where is None:
+        return
+    if field is not None:
+        where = f"{field}.{where}" if where and not where.startswith("[") else f"{field}{where}"
+    param = re.split(r"[.\[]", where, maxsplit=1)[0] or None
+    raise BadRequest(
+        f"invalid {what}: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        + (f" at {where}" if where else "")
+        + "; flatten it",
+        param=param,
+        code="json_too_deep",
     )

@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "LiveServer": "kit",
     "kernel_client": "kit",
     "make_kernel": "kit",
+    "StandaloneKernel": "kit",
     "ServeProcess": "serve_process",
     "closed_port": "ports",
     "stalled_port": "ports",

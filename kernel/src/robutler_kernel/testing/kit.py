@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from robutler_specs import SKILL_HOOKS, Skill, hookimpl
+from robutler_specs import SKILL_HOOKS, AgentSpec, Skill, hookimpl
 
 from ..config import config_from_dict
 from ..kernel import Kernel
@@ -216,3 +216,30 @@ def _recorder_skill(recorder: HookRecorder, skill_name: str) -> type[Skill]:
     missing = set(SKILL_HOOKS) - set(vars(HookRecorderSkill))
     assert not missing, f"HookRecorder does not record {missing}"
     return HookRecorderSkill
+
+
+class StandaloneKernel:
+    """What a skill may use of a kernel (:class:`~robutler_specs.KernelAPI`), for unit
+    tests of one skill outside a kernel: ``skill.kernel = StandaloneKernel()``.
+
+    :param settings: the ``plugins:`` section (``plugin_settings(name)``).
+    :param embed: answers :meth:`embed`; by default nothing embeds (``None``).
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        embed: Callable[[list[str], str | None], Awaitable[list[list[float]] | None]] | None = None,
+    ) -> None:
+        self.agents: dict[str, AgentSpec] = {}
+        self.state: dict[str, Any] = {}
+        self._settings = dict(settings or {})
+        self._embed = embed
+
+    def plugin_settings(self, name: str) -> Mapping[str, Any]:
+        """The ``plugins.<name>`` section (``{}`` when absent)."""
+        return self._settings.get(name, {})
+
+    async def embed(self, texts: list[str], model: str | None = None) -> list[list[float]] | None:
+        """The ``embed`` callable's answer, or ``None``."""
+        return None if self._embed is None else await self._embed(texts, model)

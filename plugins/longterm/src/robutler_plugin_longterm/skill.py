@@ -51,7 +51,7 @@ class LongTermMemory(Skill):
         return ("sqlite", os.path.abspath(os.path.expanduser(c.path)), c.table)
 
     def _state(self) -> dict[str, Any] | None:
-        return self.kernel.state if self.kernel is not None else None
+        return self.kernel.state
 
     def _acquire(self) -> Store:
         if self._store is None:

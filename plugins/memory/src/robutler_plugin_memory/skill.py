@@ -82,7 +82,7 @@ class ShortTermMemory(Skill):
 
         :raises ConfigError: ``redis_url`` is not a Redis URL.
         """
-        if isinstance(self.store, RedisStore) and self.kernel is not None:
+        if isinstance(self.store, RedisStore):
             shared = self.kernel.state.get(STATE_KEY)
             if shared is None:
                 shared = self.kernel.state[STATE_KEY] = SharedClients()

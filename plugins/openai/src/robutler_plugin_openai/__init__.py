@@ -3,12 +3,12 @@
 ``model: openai/<model>`` in an agent's config selects the :class:`OpenAISkill`; its
 config keys are documented on :class:`OpenAIConfig` and in ``docs/plugins/openai.md``.
 The module also implements the kernel hook ``robutler_embed`` (see :mod:`.registry` for
-how a module-level hook reaches the skills' clients).
+how it reaches the skills' clients through the kernel it is given).
 """
 
 from __future__ import annotations
 
-from robutler_specs import Skill, hookimpl
+from robutler_specs import KernelAPI, Skill, hookimpl
 
 from .config import OpenAIConfig
 from .embeddings import embed
@@ -24,12 +24,13 @@ def robutler_skills() -> list[type[Skill]]:
 
 
 @hookimpl
-async def robutler_embed(texts: list[str], model: str | None) -> list[list[float]] | None:
+async def robutler_embed(texts: list[str], model: str | None, kernel: KernelAPI) -> list[list[float]] | None:
     """Embed ``texts`` with a live openai skill's client. Stops at first non-None result.
 
     :param texts: the texts to embed.
     :param model: ``"openai/<model>"``, or ``None`` for the configured embedding model.
+    :param kernel: the kernel asking (its live openai skills are used).
     :return: one vector per text, or ``None`` for another provider's model or when no
         agent uses the openai skill.
     """
-    return await embed(texts, model)
+    return await embed(texts, model, kernel)

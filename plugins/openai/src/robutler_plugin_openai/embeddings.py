@@ -5,6 +5,8 @@ from __future__ import annotations
 import msgspec
 import openai
 
+from robutler_specs import KernelAPI
+
 from . import registry
 from .config import DEFAULT_EMBEDDING_MODEL
 from .errors import PLUGIN, map_error
@@ -13,18 +15,19 @@ from .upstream import parse_embeddings, post
 _encode = msgspec.json.Encoder().encode
 
 
-async def embed(texts: list[str], model: str | None) -> list[list[float]] | None:
+async def embed(texts: list[str], model: str | None, kernel: KernelAPI) -> list[list[float]] | None:
     """Embed ``texts``; ``None`` when ``model`` names another provider or no skill is live.
 
     :param texts: the texts, in order.
     :param model: ``"openai/<model>"``, or ``None`` for the configured (or default) model.
+    :param kernel: the kernel asking; its live openai skills are the candidates.
     """
     name: str | None = None
     if model is not None:
         provider, _, name = model.partition("/")
         if provider != PLUGIN or not name:
             return None
-    skill = registry.choose(name)
+    skill = registry.choose(kernel.state, name)
     if skill is None:
         return None
     name = name or skill.config.embedding_model or DEFAULT_EMBEDDING_MODEL

@@ -1,47 +1,57 @@
-"""Which ``openai`` skill instances are live, for the module-level ``robutler_embed``.
+"""Which ``openai`` skill instances are live in a kernel, for ``robutler_embed``.
 
-Kernel hooks are plain module functions with no access to skill instances, while the
-configuration (key, base_url, embedding model) lives on the instances, one per agent.
-So each instance lists itself here when its client is created (``start()`` or first use)
-and removes itself in ``stop()``. ``robutler_embed`` then uses the first live instance,
-preferring one configured with the asked-for (or any) ``embedding_model``. No client is
-ever created here: embedding works exactly when some agent has the openai skill.
+Kernel hooks are module functions, while the configuration (key, base_url, embedding
+model) lives on the skill instances, one per agent. So each instance lists itself in its
+kernel's ``state`` when its client is created (``start()`` or first use) and removes itself
+in ``stop()``; ``robutler_embed(texts, model, kernel)`` then uses the first live instance of
+*that* kernel, preferring one configured with the asked-for (or any) ``embedding_model``.
+No client is ever created here: embedding works exactly when some agent of the kernel has
+the openai skill, and two kernels in one process never share clients.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .skill import OpenAISkill
 
-_live: list[OpenAISkill] = []
+#: The key of the live-skill list in ``kernel.state``.
+STATE_KEY = "openai.live_skills"
 
 
-def add(skill: OpenAISkill) -> None:
+def _live(state: dict[str, Any]) -> list[OpenAISkill]:
+    found: list[OpenAISkill] = state.setdefault(STATE_KEY, [])
+    return found
+
+
+def add(state: dict[str, Any], skill: OpenAISkill) -> None:
     """List a skill whose client is open (idempotent)."""
-    if not any(s is skill for s in _live):
-        _live.append(skill)
+    live = _live(state)
+    if not any(s is skill for s in live):
+        live.append(skill)
 
 
-def discard(skill: OpenAISkill) -> None:
+def discard(state: dict[str, Any], skill: OpenAISkill) -> None:
     """Forget a stopped skill."""
-    _live[:] = [s for s in _live if s is not skill]
+    live = _live(state)
+    live[:] = [s for s in live if s is not skill]
 
 
-def live() -> list[OpenAISkill]:
+def live(state: dict[str, Any]) -> list[OpenAISkill]:
     """The live skills, oldest first."""
-    return list(_live)
+    return list(_live(state))
 
 
-def choose(model: str | None) -> OpenAISkill | None:
+def choose(state: dict[str, Any], model: str | None) -> OpenAISkill | None:
     """The skill to embed with: one whose ``embedding_model`` is ``model`` (or, when
     ``model`` is None, is set at all), else the oldest live one."""
-    for skill in _live:
+    live = _live(state)
+    for skill in live:
         wanted = skill.config.embedding_model
         if wanted is not None and (model is None or wanted == model):
             return skill
-    return _live[0] if _live else None
+    return live[0] if live else None
 
 
-__all__ = ["add", "choose", "discard", "live"]
+__all__ = ["STATE_KEY", "add", "choose", "discard", "live"]

@@ -61,7 +61,7 @@ class OpenAISkill(Skill):
                 # The SDK's aiohttp transport costs less CPU per call than its httpx one.
                 http_client=openai.DefaultAioHttpClient() if cfg.http_client == "aiohttp" else None,
             )
-            registry.add(self)
+            registry.add(self.kernel.state, self)
         return self._client
 
     async def start(self) -> None:
@@ -72,7 +72,7 @@ class OpenAISkill(Skill):
 
     async def stop(self) -> None:
         """Close the client and its connections; the skill may be started again."""
-        registry.discard(self)
+        registry.discard(self.kernel.state, self)
         client, self._client = self._client, None
         if client is not None:
             await client.close()

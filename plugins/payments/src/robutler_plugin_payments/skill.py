@@ -89,7 +89,7 @@ class PaymentsSkill(Skill):
 
     async def start(self) -> None:
         """Open (or share) the ledger and release reservations left by a crashed process."""
-        state = self.kernel.state if self.kernel is not None else None
+        state = self.kernel.state
         self.ledger = acquire_ledger(self.config.ledger_settings(), state)
         try:
             await self.ledger.open()
@@ -110,7 +110,7 @@ class PaymentsSkill(Skill):
                     "reservations expire after reservation_ttl", self.agent.name, len(pending),
                 )
         if self.ledger is not None:
-            state = self.kernel.state if self.kernel is not None else None
+            state = self.kernel.state
             await release_ledger(self.config.ledger_settings(), state, self.ledger)
             self.ledger = None
 

@@ -65,7 +65,7 @@ class VectorMemory(Skill):
             c = self.config
             self._embeddings = Embeddings(
                 c.embedder, c.embedding_model, HashingEmbedder(c.hash_dimensions),
-                self.kernel.embed if self.kernel is not None else None,
+                self.kernel.embed,
             )
         return self._embeddings
 

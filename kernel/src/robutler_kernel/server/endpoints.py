@@ -1,0 +1,140 @@
+"""Doors for HTTP that is not a chat: skills' ``@http`` endpoints and plugin routes.
+
+Both go through the agent's :class:`~..turn.Turn` when they act for one: ``on_connection``
+first (an auth skill identifies the caller), ``finalize_connection`` last, the body limit,
+``request_timeout``, the disconnect watch, and the turn's headers on the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from robutler_specs import (
+    Forbidden,
+    HttpRequest,
+    HttpRoute,
+    NotFound,
+    RequestContext,
+    RequestError,
+    Unauthorized,
+)
+
+from ..config import RESERVED_AGENT_NAMES
+from ..turn import too_slow
+from .door import Door, Receive, Scope, Send, answer_json, find_agent, headers_of
+from .responses import encode, send_json
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+
+def no_route(method: str, path: str) -> NotFound:
+    """A 404 for a path no route serves; a trailing slash is pointed out."""
+    hint = ""
+    if len(path) > 1 and path.endswith("/"):
+        hint = f" (routes take no trailing slash: {path.rstrip('/')})"
+    return NotFound(f"no route {method} {path}{hint}", code="route_not_found")
+
+
+def not_allowed(method: str, path: str, allowed: list[str]) -> RequestError:
+    """A 405 with ``Allow`` listing the methods the path takes."""
+    allow = ", ".join(sorted(allowed))
+    return RequestError(
+        f"{method} is not allowed on {path}; it takes {allow}",
+        status=405,
+        code="method_not_allowed",
+        headers={"Allow": allow},
+    )
+
+
+def http_request(scope: Scope, path: str, body: bytes, query: dict[str, str]) -> HttpRequest:
+    """The :class:`HttpRequest` a skill or plugin handler receives."""
+    return HttpRequest(method=scope["method"], path=path, query=query, headers=headers_of(scope), body=body)
+
+
+def query_of(scope: Scope) -> dict[str, str]:
+    """The query string as a dict (the last value of a repeated name wins)."""
+    from urllib.parse import parse_qsl
+
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+class SkillEndpointDoor(Door):
+    """``/{agent}/{path}``: the agent's skills' ``@http`` endpoints."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name: str = scope["path_params"]["agent"]
+        path: str = scope["path_params"]["path"]
+        method: str = scope["method"]
+        full = f"/{name}/{path}"
+        if name in RESERVED_AGENT_NAMES:
+            raise no_route(method, full)
+        agent = await find_agent(self.kernel, scope, name)
+        endpoint = agent.http_endpoint(path, method)
+        if endpoint is None:
+            allowed = ["POST"] if path == "chat/completions" else agent.http_methods(path)
+            if allowed:
+                raise not_allowed(method, full, allowed)
+            if path.endswith("/") or not path:
+                raise no_route(method, full)
+            raise NotFound(f"agent {agent.name!r} has no endpoint {method} /{path}", code="route_not_found")
+        info, fn = endpoint
+        request = http_request(scope, path, await self.body(scope, receive), query_of(scope))
+        ctx = RequestContext(agent.spec, [], headers=request.headers)
+
+        async def work(ctx: RequestContext) -> Any:
+            if not ctx.identity.allows(info.scope):
+                message = f"this endpoint needs the {info.scope!r} scope"
+                if ctx.identity.user_id is None:
+                    raise Unauthorized(message, headers={"WWW-Authenticate": 'Bearer realm="robutler"'})
+                raise Forbidden(message)
+            result = fn(ctx, request)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+
+        turn = self.turn(scope, agent, ctx)
+        await answer_json(turn, turn.run(work), encode, receive, send)
+
+
+class PluginRouteDoor(Door):
+    """A route a plugin adds (``robutler_routes``).
+
+    A path with an ``{agent}`` parameter acts for that agent: it goes through the agent's
+    turn and the handler is called as ``handler(request, ctx)``. Any other route is
+    called as ``handler(request)``, within the body limit and ``request_timeout``.
+    """
+
+    def __init__(self, kernel: Kernel, route: HttpRoute) -> None:
+        super().__init__(kernel)
+        self.route = route
+        self.for_agent = "{agent}" in route.path
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = {k: str(v) for k, v in scope.get("path_params", {}).items()}
+        body = await self.body(scope, receive)
+        request = http_request(scope, scope["path"], body, {**query_of(scope), **params})
+        handler: Callable[..., Awaitable[Any]] = self.route.handler
+        if not self.for_agent:
+            timeout = self.kernel.config.server.request_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await handler(request)
+            except TimeoutError:
+                raise too_slow(timeout) from None
+            await send_json(send, 200, encode(result))
+            return
+        agent = await find_agent(self.kernel, scope, params["agent"])
+        ctx = RequestContext(agent.spec, [], headers=request.headers)
+
+        async def work(ctx: RequestContext) -> Any:
+            return await handler(request, ctx)
+
+        turn = self.turn(scope, agent, ctx)
+        await answer_json(turn, turn.run(work), encode, receive, send)
+
+
+__all__ = ["PluginRouteDoor", "SkillEndpointDoor", "no_route", "not_allowed"]

@@ -1,0 +1,257 @@
+"""One request to one agent, whatever way it came in: the :class:`Turn`.
+
+Every way into an agent (the chat routes, ``/v1/completions``, a skill's ``@http``
+endpoint, a plugin route that acts for an agent, library calls, and later handoffs and the
+agent-to-agent, MCP and A2A doors) builds a ``Turn`` and asks it for a completion, a stream,
+or a piece of work. The turn alone:
+
+* runs ``on_connection`` first and ``finalize_connection`` exactly once, on every path:
+  success, a ``RequestError``, a crash of a hook, the deadline, the client leaving;
+* owns ``request_timeout`` (a deadline fixed when the turn is made) and the client's
+  disconnect (:meth:`guard`): either cancels the work, never ``finalize_connection``
+  itself, which runs to its end once it has begun;
+* owns the ``stream`` flag hooks read (``ctx.stream``), set by what the door asks for;
+* calls the agent's observers (metrics) after ``finalize_connection``.
+
+What stays fixed between requests (tools, prompts, hooks, models) lives on the
+:class:`~robutler_kernel.agent.Agent`; what belongs to this request lives here and in its
+:class:`~robutler_specs.RequestContext`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from robutler_specs import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ProviderTimeout,
+    RequestContext,
+)
+
+from .loop import Outcome, converse
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger("robutler.turn")
+
+T = TypeVar("T")
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Ending = Literal["timeout", "disconnect"]
+
+
+class ClientGone(Exception):
+    """The client went away before the answer: there is nobody to answer."""
+
+
+def too_slow(timeout: float) -> ProviderTimeout:
+    """The 504 of a request that ran past ``server.request_timeout``."""
+    return ProviderTimeout(f"the request took longer than {timeout:g} s (server.request_timeout)")
+
+
+class Turn:
+    """The lifecycle of one request to ``agent``.
+
+    :param agent: the agent answering.
+    :param ctx: the request's context (the door built it from what the client sent).
+    :param timeout: seconds the whole request may take (``server.request_timeout``), from
+        now; ``None`` for no limit (library use).
+    """
+
+    __slots__ = ("_opened", "agent", "ctx", "deadline", "ended_by", "finished", "timeout")
+
+    def __init__(self, agent: Agent, ctx: RequestContext, *, timeout: float | None = None) -> None:
+        self.agent = agent
+        self.ctx = ctx
+        self.timeout = timeout
+        self.deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self._opened = False
+        #: ``finalize_connection`` has begun (nothing may cancel the turn from then on).
+        self.finished = False
+        #: What cut the turn short, if anything: ``"timeout"`` or ``"disconnect"``.
+        self.ended_by: Ending | None = None
+
+    # -- both ends ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Run ``on_connection`` (once)."""
+        if not self._opened:
+            self._opened = True
+            await self.agent.hooks.on_connection(self.ctx)
+
+    async def finish(self, error: BaseException | None = None) -> None:
+        """Run ``finalize_connection`` and the observers, exactly once; later calls do
+        nothing. On success call it before the answer is sent, so what it settles (cost,
+        headers) is reported."""
+        if self.finished:
+            return
+        self.finished = True
+        ctx = self.ctx
+        await self.agent.hooks.finalize_connection(ctx, error)
+        for observe in self.agent.observers:
+            try:
+                observe(ctx, error)
+            except Exception:
+                log.exception("observer %r failed", observe)
+
+    async def __aenter__(self) -> Turn:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self.finished:
+            return
+        if kind is GeneratorExit:  # the stream's consumer closed it: the client went away
+            exc = asyncio.CancelledError("client disconnected")
+        await self.finish(exc)
+
+    # -- what a door asks for -----------------------------------------------------------
+
+    async def run(self, work: Callable[[RequestContext], Awaitable[T]]) -> T:
+        """``on_connection``, then ``work(ctx)``, then ``finalize_connection``: the shape
+        of every door that is not a chat completion (``@http`` endpoints, plugin routes)."""
+        async with self:
+            await self.open()
+            result = await work(self.ctx)
+            await self.finish()
+            return result
+
+    async def complete(self) -> ChatCompletion:
+        """The whole conversation loop, answered as one completion."""
+        ctx = self.ctx
+        ctx.stream = False
+        async with self:
+            await self.open()
+            outcome: Any = None
+            async with aclosing(converse(self.agent, ctx)) as items:
+                async for item in items:
+                    outcome = item
+            await self.finish()
+            return ChatCompletion(
+                id=ctx.request_id,
+                created=ctx.created,
+                model=self.agent.name,
+                choices=[Choice(0, outcome.message, outcome.finish_reason)],
+                usage=ctx.total_usage(),
+            )
+        raise AssertionError("unreachable")  # pragma: no cover (for type checkers)
+
+    async def stream(self, *, include_usage: bool = False) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """The conversation loop as chunks: a role chunk, deltas, then a final chunk with
+        ``finish_reason`` and ``usage`` (and, with ``include_usage``, one more chunk with no
+        choices and the usage, as OpenAI's ``stream_options`` does). Closing the iterator
+        early (client gone) closes the provider stream."""
+        ctx = self.ctx
+        ctx.stream = True
+        agent = self.agent
+        hooks = agent.hooks
+        rewrite = hooks.rewrites_chunks
+        started = False
+        async with self:
+            await self.open()
+            item: Any = None
+            async with aclosing(converse(agent, ctx)) as items:
+                async for item in items:
+                    if isinstance(item, Outcome):
+                        break
+                    if not started:
+                        started = True
+                        first = self._chunk(Delta(role="assistant", content=""))
+                        yield await hooks.on_chunk(ctx, first) if rewrite else first
+                    chunk = self._chunk(item)
+                    yield await hooks.on_chunk(ctx, chunk) if rewrite else chunk
+            if not started:
+                yield self._chunk(Delta(role="assistant", content=""))
+            await self.finish()
+            usage = ctx.total_usage()
+            final = ChatCompletionChunk(
+                id=ctx.request_id,
+                created=ctx.created,
+                model=agent.name,
+                choices=[ChunkChoice(0, Delta(), item.finish_reason)],
+                usage=usage,
+            )
+            yield await hooks.on_chunk(ctx, final) if rewrite else final
+            if include_usage:
+                yield ChatCompletionChunk(id=ctx.request_id, created=ctx.created, model=agent.name, choices=[], usage=usage)
+
+    def _chunk(self, delta: Delta) -> ChatCompletionChunk:
+        ctx = self.ctx
+        return ChatCompletionChunk(
+            id=ctx.request_id, created=ctx.created, model=self.agent.name, choices=[ChunkChoice(0, delta)]
+        )
+
+    # -- time and the client ------------------------------------------------------------
+
+    def guard(self, receive: Receive | None = None) -> Guard:
+        """Hold the current task to the turn's deadline and, given the ASGI ``receive``,
+        to the client staying: ``async with turn.guard(receive): ...``. Past the deadline
+        the block raises a 504 (:func:`too_slow`); when the client leaves,
+        :class:`ClientGone`. Once ``finalize_connection`` has begun, neither interrupts."""
+        return Guard(self, receive)
+
+    def headers(self) -> dict[str, str]:
+        """The response headers of the turn: ``x-request-id`` and what hooks set."""
+        return {"x-request-id": self.ctx.request_id, **self.ctx.response_headers}
+
+
+class Guard:
+    """The deadline and disconnect watch of one task working for a :class:`Turn`."""
+
+    __slots__ = ("_timer", "_watcher", "cut", "receive", "task", "turn")
+
+    def __init__(self, turn: Turn, receive: Receive | None) -> None:
+        self.turn = turn
+        self.receive = receive
+        self.cut = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Guard:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        loop = asyncio.get_running_loop()
+        if self.turn.deadline is not None:
+            self._timer = loop.call_at(self.turn.deadline, self._cut, "timeout")
+        if self.receive is not None:
+            self._watcher = loop.create_task(self._watch(self.receive))
+        return self
+
+    def _cut(self, why: Ending) -> None:
+        turn = self.turn
+        if turn.finished or turn.ended_by is not None or self.task.done():
+            return
+        turn.ended_by = why
+        self.cut = True
+        self.task.cancel()
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._cut("disconnect")
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if not self.cut or self.task.uncancel() > 0:
+            return  # not cut here (or cancelled from outside too: that wins)
+        if kind is None or not issubclass(kind, asyncio.CancelledError):
+            return  # the work ended on its own before the cut reached it
+        if self.turn.ended_by == "disconnect":
+            log.info("request %s: the client disconnected before the answer", self.turn.ctx.request_id)
+            raise ClientGone() from None
+        assert self.turn.timeout is not None
+        raise too_slow(self.turn.timeout) from None
+
+
+__all__ = ["ClientGone", "Guard", "Turn", "too_slow"]
