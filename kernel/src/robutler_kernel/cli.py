@@ -242,12 +242,13 @@ def plugin_commands(registry: Any = None) -> dict[str, tuple[str, Any]]:
     if registry is None:
         registry = PluginRegistry()
         registry.discover()
+    from .hooks import KernelHookCaller
+
     commands: dict[str, tuple[str, Any]] = {}
-    for name, info in registry.plugins.items():
-        provider = getattr(info.module, "robutler_commands", None)
-        for command, fn in ((provider() if provider else None) or {}).items():
+    for plugin, provided in KernelHookCaller(registry.pm).robutler_commands().items():
+        for command, fn in provided.items():
             if command not in BUILTIN:
-                commands[command] = (name, fn)
+                commands[command] = (plugin, fn)
     return commands
 
 

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from starlette.routing import Match
+
 from robutler_specs import (
     Forbidden,
     HttpRequest,
@@ -49,6 +51,20 @@ def not_allowed(method: str, path: str, allowed: list[str]) -> RequestError:
     )
 
 
+def kernel_route_methods(scope: Scope) -> list[str]:
+    """The methods of the kernel's own routes whose path is the request's (for a 405)."""
+    router = scope.get("router")
+    methods: set[str] = set()
+    for route in getattr(router, "routes", ()):
+        if isinstance(getattr(route, "app", None), SkillEndpointDoor):
+            continue
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    methods.discard("HEAD")
+    return sorted(methods)
+
+
 def http_request(scope: Scope, path: str, body: bytes, query: dict[str, str]) -> HttpRequest:
     """The :class:`HttpRequest` a skill or plugin handler receives."""
     return HttpRequest(method=scope["method"], path=path, query=query, headers=headers_of(scope), body=body)
@@ -71,7 +87,9 @@ class SkillEndpointDoor(Door):
         method: str = scope["method"]
         full = f"/{name}/{path}"
         if name in RESERVED_AGENT_NAMES:
-            raise no_route(method, full)
+            # A kernel route's path with another method (DELETE /v1/models) lands here.
+            allowed = kernel_route_methods(scope)
+            raise not_allowed(method, full, allowed) if allowed else no_route(method, full)
         agent = await find_agent(self.kernel, scope, name)
         endpoint = agent.http_endpoint(path, method)
         if endpoint is None:
