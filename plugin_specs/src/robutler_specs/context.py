@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 
 from .agent import AgentSpec
+from .errors import BadRequest
+from .jsondepth import MAX_JSON_DEPTH, too_deep
 from .tools import SCOPES, ToolSpec, build_tool_spec
 from .wire import Message, PromptTokensDetails, ToolDefinition, Usage
 
@@ -146,8 +148,22 @@ class HttpRequest(msgspec.Struct, kw_only=True):
     body: bytes = b""
 
     def json(self) -> Any:
-        """The body decoded as JSON (``None`` when empty)."""
-        return msgspec.json.decode(self.body) if self.body else None
+        """The body decoded as JSON (``None`` when empty).
+
+        :raises BadRequest: the body is not JSON, or nests deeper than ``MAX_JSON_DEPTH``
+            (the client gets a 400 that says so).
+        """
+        if not self.body:
+            return None
+        if too_deep(self.body) is not None:
+            raise BadRequest(
+                f"the request body nests deeper than {MAX_JSON_DEPTH} levels; flatten it",
+                code="json_too_deep",
+            )
+        try:
+            return msgspec.json.decode(self.body)
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
 
 
 class RequestContext:

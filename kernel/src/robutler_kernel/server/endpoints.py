@@ -86,11 +86,14 @@ class SkillEndpointDoor(Door):
         path: str = scope["path_params"]["path"]
         method: str = scope["method"]
         full = f"/{name}/{path}"
-        if name in RESERVED_AGENT_NAMES:
-            # A kernel route's path with another method (DELETE /v1/models) lands here.
+        try:
+            if name in RESERVED_AGENT_NAMES:
+                raise no_route(method, full)
+            agent = await find_agent(self.kernel, scope, name)
+        except NotFound as exc:
+            # A kernel or plugin route's path with another method (DELETE /v1/models) lands here.
             allowed = kernel_route_methods(scope)
-            raise not_allowed(method, full, allowed) if allowed else no_route(method, full)
-        agent = await find_agent(self.kernel, scope, name)
+            raise not_allowed(method, full, allowed) if allowed else exc from None
         endpoint = agent.http_endpoint(path, method)
         if endpoint is None:
             allowed = ["POST"] if path == "chat/completions" else agent.http_methods(path)
