@@ -14,7 +14,7 @@ from typing import Any
 from . import procs, report
 from .procs import cpu_plan, machine_busy, wait_idle
 from .runner import Settings, run
-from .targets import DEFAULT_TARGETS, SCENARIOS, TARGETS, select
+from .targets import DEFAULT_TARGETS, SCENARIOS, TARGETS, at_revision, select
 
 
 def _list(kind: type, choices: Sequence[str] | None = None) -> Any:
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="record each compared target's first run per cell with py-spy into DIR "
                              "(summary: python -m bench.profile FILE)")
     parser.add_argument("--log-dir", type=Path, help="server logs and configs (default: a temporary directory)")
+    parser.add_argument("--baseline-src", metavar="DIR",
+                        help="also run each Robutler target on the sources of another checkout "
+                             "(git worktree add DIR <revision>), as <target>@base, in the same run")
     return parser
 
 
@@ -61,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         targets = select(args.targets)
+        if args.baseline_src:
+            targets = at_revision(targets, str(Path(args.baseline_src).resolve()))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -103,10 +103,19 @@ def wait_idle(limit: float, timeout: float, say: Any = print) -> float:
     return busy
 
 
-def python_env() -> dict[str, str]:
-    """The environment of child processes: ``bench`` importable, unbuffered output."""
+def source_paths(src: str | None) -> list[str]:
+    """The package source folders of the checkout ``src`` (kernel, specs, plugins)."""
+    if src is None:
+        return []
+    root = Path(src)
+    return [str(p) for p in [root / "plugin_specs" / "src", root / "kernel" / "src", *sorted(root.glob("plugins/*/src"))]]
+
+
+def python_env(src: str | None = None) -> dict[str, str]:
+    """The environment of child processes: ``bench`` importable, unbuffered output; with
+    ``src``, the packages imported from that checkout's sources."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*source_paths(src), str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -120,8 +129,10 @@ class Proc:
     :param cores: the cores to pin it to.
     """
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, cores: set[int] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], log_dir: Path, cores: set[int] | None = None,
+                 src: str | None = None) -> None:
         self.name = name
+        self.src = src
         self.argv = [sys.executable, *argv] if argv[0] == "-m" else argv
         self.log_path = log_dir / f"{name}.log"
         self.cores = cores
@@ -137,7 +148,7 @@ class Proc:
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=ROOT, env=python_env(), start_new_session=True,
+            cwd=ROOT, env=python_env(self.src), start_new_session=True,
         )
         pin(self.popen.pid, self.cores)
         return self

@@ -76,7 +76,7 @@ def start_servers(settings: Settings, procs: P.ProcessSet, plan: P.CpuPlan, log_
             argv = ["-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url]
         else:
             raise ValueError(f"{target.name}: unknown kind {target.kind!r}")
-        proc = procs.start(P.Proc(target.name, argv, log_dir, plan.server))
+        proc = procs.start(P.Proc(target.name, argv, log_dir, plan.server, src=target.src))
         servers[target.name] = Server(target, f"http://127.0.0.1:{port}", proc.pid)
     for name, server in servers.items():
         if server.target.kind != "upstream":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -53,6 +53,8 @@ class Target:
     :ivar reference: a sanity row (run once per cell, never compared).
     :ivar needs: modules that must be importable (the plugins the config uses).
     :ivar uses_upstream: whether the fake upstream must run for this target.
+    :ivar src: another checkout of this repository whose package sources the server runs
+        on (``--baseline-src``: the same target at an earlier revision, in the same run).
     """
 
     name: str
@@ -66,6 +68,7 @@ class Target:
     needs: tuple[str, ...] = ()
     uses_upstream: bool = True
     body: Callable[[str, str], dict[str, Any]] = field(default=chat_body)
+    src: str | None = None
 
     def request_body(self, scenario: str) -> dict[str, Any]:
         """The body sent in ``scenario``."""
@@ -179,3 +182,15 @@ def select(names: list[str]) -> list[Target]:
     baselines = {TARGETS[n].baseline for n in wanted}
     # compared targets first, then their baselines, then the reference rows
     return sorted((TARGETS[n] for n in wanted), key=lambda t: (t.reference, t.name in baselines))
+
+
+def at_revision(targets: list[Target], src: str) -> list[Target]:
+    """``targets`` with, after each Robutler one, the same target run on the sources of the
+    checkout ``src`` (named ``<name>@base``), compared with the same baseline."""
+    out: list[Target] = []
+    for target in targets:
+        out.append(target)
+        if target.kind == "robutler":
+            out.append(replace(target, name=f"{target.name}@base", src=src,
+                               description=f"{target.description}, on the sources of {src}"))
+    return out
