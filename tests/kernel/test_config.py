@@ -345,10 +345,10 @@ def test_parse_config_never_raises_anything_but_config_error(text: str) -> None:
 def test_the_documented_example_loads() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     example = doc.split("## A complete example")[1].split("```yaml\n")[1].split("```")[0]
-    config = parse_config(example, env={"OPENAI_API_KEY": "k", "ADMIN_KEY": "a", "PORT": "8123"})
+    config = parse_config(example, env={"OPENAI_API_KEY": "k", "LEDGER_DSN": "postgresql://db/ledger", "PORT": "8123"})
     assert config.server.port == 8123
     assert config.agents["assistant"].skills["openai"] == {"api_key": "k", "base_url": "https://api.openai.com/v1"}
-    assert config.plugins == {"auth": {"admin_keys": ["a"]}}
+    assert config.plugins == {"payments": {"backend": "postgres", "dsn": "postgresql://db/ledger"}}
 
 
 def test_yaml_1_2_yes_is_a_string() -> None:
