@@ -113,7 +113,9 @@ agents:
       {snake}: {{greeting: Hello}}
 ```
 
-Develop: `pip install -e '.[test]' && pytest`.
+Develop: `pip install -e '.[test]' && pytest` (the kernel's test kit comes with the `test`
+extra; before the packages are on an index, add `--find-links WHEELHOUSE`, built by the
+kernel repository's `scripts/wheelhouse`).
 """
 
 
