@@ -6,7 +6,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pluggy
@@ -17,6 +17,7 @@ from robutler_specs import (
     BadRequest,
     ChatCompletion,
     ChatCompletionChunk,
+    Handoff,
     Message,
     PluginError,
     RequestContext,
@@ -28,7 +29,11 @@ from robutler_specs.tools import HttpInfo, PromptInfo
 
 from .hooks import SkillHookCaller
 from .llm import LLMCalls
+from .network import handoff_tools
 from .turn import Turn
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 log = logging.getLogger("robutler.agent")
 
@@ -47,8 +52,12 @@ class Agent:
         skills: Sequence[Skill],
         pm: pluggy.PluginManager,
         tools: Sequence[ToolSpec] = (),
+        *,
+        kernel: Kernel | None = None,
     ) -> None:
         self.spec = spec
+        #: The kernel that built the agent (handoffs run its other agents).
+        self.kernel = kernel
         self.name = spec.name
         self.skills = list(skills)
         self.hooks = SkillHookCaller(pm)
@@ -56,7 +65,11 @@ class Agent:
         #: Called as ``observer(ctx, error)`` after ``finalize_connection`` (metrics).
         self.observers: list[Callable[[RequestContext, BaseException | None], None]] = []
         self.tools: dict[str, ToolSpec] = {}
-        for tool in [t for s in self.skills for t in s.tools()] + list(tools):
+        transfers = handoff_tools(spec, kernel.agents if kernel is not None else {})
+        #: Handoff targets by their tool's name (``transfer_to_<name>``).
+        self.handoffs: dict[str, Handoff] = {name: target for name, (target, _) in transfers.items()}
+        handoff_specs = [tool for _, tool in transfers.values()]
+        for tool in [t for s in self.skills for t in s.tools()] + list(tools) + handoff_specs:
             if tool.name in self.tools:
                 raise PluginError(
                     f"agent {spec.name!r}: tool {tool.name!r} is defined by both "

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from robutler_specs import (
+    AgentCall,
+    ChatCompletion,
     ChatCompletionChunk,
     LLMCall,
     LLMResult,
@@ -201,6 +203,8 @@ class SkillHookCaller:
         self._llm_complete = Hook(hook.llm_complete, trace=trace)
         self._llm_stream = Hook(hook.llm_stream, trace=trace)
         self._after_llm_call = Hook(hook.after_llm_call, trace=trace)
+        self._agent_complete = Hook(hook.agent_complete, trace=trace)
+        self._agent_stream = Hook(hook.agent_stream, trace=trace)
         self._before_toolcall = Hook(hook.before_toolcall, trace=trace)
         self._after_toolcall = Hook(hook.after_toolcall, trace=trace)
         self._before_handoff = Hook(hook.before_handoff, trace=trace)
@@ -255,6 +259,18 @@ class SkillHookCaller:
         """Every ``after_llm_call``, in order."""
         if self._after_llm_call.impls:
             await self._after_llm_call.call(ctx=ctx, call=call, result=result)
+
+    # -- other agents --------------------------------------------------------------------
+
+    async def agent_complete(self, ctx: RequestContext, call: AgentCall) -> ChatCompletion | None:
+        """The first skill's answer from the remote agent, or ``None`` when none calls agents."""
+        result: ChatCompletion | None = await self._agent_complete.first(ctx=ctx, call=call)
+        return result
+
+    async def agent_stream(self, ctx: RequestContext, call: AgentCall) -> AsyncIterator[ChatCompletionChunk] | None:
+        """The first skill's chunk stream from the remote agent, or ``None``."""
+        result: AsyncIterator[ChatCompletionChunk] | None = await self._agent_stream.first(ctx=ctx, call=call)
+        return result
 
     # -- tool stage ----------------------------------------------------------------------
 
@@ -348,9 +364,9 @@ class KernelHookCaller:
         """Each plugin's named health checks."""
         return await self._robutler_health_checks.call()
 
-    def robutler_routes(self) -> dict[str, Sequence[HttpRoute]]:
+    def robutler_routes(self, kernel: KernelAPI) -> dict[str, Sequence[HttpRoute]]:
         """Each plugin's extra HTTP routes, by plugin name (implementations must be sync)."""
-        return self._robutler_routes.call_by_plugin()
+        return self._robutler_routes.call_by_plugin(kernel=kernel)
 
     def robutler_commands(self) -> dict[str, Mapping[str, Callable[[list[str], Mapping[str, Any]], int]]]:
         """Each plugin's CLI commands, by plugin name (implementations must be sync)."""

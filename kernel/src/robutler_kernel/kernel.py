@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from robutler_specs import AgentSpec
+from robutler_specs import AgentSpec, ChatCompletion, ChatCompletionChunk, Message, RequestContext
 
+from . import network
 from .agent import Agent
 from .config import KernelConfig, config_from_dict, default_config
 from .hooks import KernelHookCaller
@@ -69,7 +70,7 @@ class Kernel:
             skill.kernel = self
         pm = self.registry.skill_manager(spec, skills)
         tools = [load_tool(ref, agent=spec.name, base_dir=self.config.base_dir) for ref in spec.tools]
-        agent = Agent(spec, skills, pm, tools)
+        agent = Agent(spec, skills, pm, tools, kernel=self)
         agent.observers.append(observe_request)
         return agent
 
@@ -111,6 +112,24 @@ class Kernel:
     async def embed(self, texts: Iterable[str], model: str | None = None) -> list[list[float]] | None:
         """Embed texts through the first plugin whose ``robutler_embed`` answers."""
         return await self.hooks.robutler_embed(list(texts), model, self)
+
+    async def find_agent(self, name: str) -> AgentSpec | None:
+        """The spec of agent ``name`` (configured, or resolved by a plugin), or ``None``."""
+        agent = await self.get_agent(name)
+        return None if agent is None else agent.spec
+
+    async def complete_agent(
+        self, name: str, messages: list[Message], *, parent: RequestContext | None = None
+    ) -> ChatCompletion:
+        """Run agent ``name`` on ``messages`` (for ``parent``, when given; see
+        :mod:`.network`) and return its completion."""
+        return await network.complete_agent(self, name, messages, parent)
+
+    def stream_agent(
+        self, name: str, messages: list[Message], *, parent: RequestContext | None = None
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """As :meth:`complete_agent`, streamed."""
+        return network.stream_agent(self, name, messages, parent)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ with its hooks, the agent's tools, and the client's tool calls handed back to th
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -20,11 +21,16 @@ from robutler_specs import (
     LLMCall,
     Message,
     RequestContext,
+    RequestError,
     ToolCallDelta,
     ToolInvocation,
+    ToolResult,
+    UsageRecord,
 )
 
+from .assembly import StreamAssembler
 from .llm import Answer
+from .network import complete_remote, stream_remote
 from .toolrunner import run_tools
 
 if TYPE_CHECKING:
@@ -48,6 +54,78 @@ async def _incoming(agent: Agent, ctx: RequestContext) -> None:
     if replaced is not user:
         index = max(i for i, m in enumerate(ctx.messages) if m is user)
         ctx.messages[index] = replaced
+
+
+NOT_RUN = "Not run: this turn handed the conversation to another agent."
+
+
+async def hand_off(
+    agent: Agent, ctx: RequestContext, inv: ToolInvocation, *, stream: bool
+) -> AsyncGenerator[Delta | Outcome | ToolResult, None]:
+    """Hand the conversation to the agent behind ``inv`` (a ``transfer_to_<name>`` call).
+
+    Yields the target's deltas (stream mode), then its answer as this request's
+    :class:`Outcome`; or, when the handoff fails before anything reached the client (the
+    target is unknown, refuses the caller, a loop...), a :class:`ToolResult` saying why.
+    ``before_handoff`` sees (and may edit) ``inv.messages``, the conversation the target
+    gets, or replace the handoff; ``after_handoff`` sees the target's answer.
+    """
+    target = agent.handoffs[inv.name]
+    hooks = agent.hooks
+    started = time.perf_counter()
+    inv.messages = list(ctx.messages)
+    replaced = await hooks.before_handoff(ctx, inv)
+    if replaced is not None:
+        if stream:
+            yield Delta(content=replaced.content)
+        yield Outcome(Message(role="assistant", content=replaced.content), "stop")
+        return
+    kernel = agent.kernel
+    assert kernel is not None, "handoffs run on a kernel"
+    sent = False
+    try:
+        if stream:
+            assembler = StreamAssembler()
+            chunks = (
+                stream_remote(agent, ctx, target, inv.messages)
+                if target.remote
+                else kernel.stream_agent(target.agent, inv.messages, parent=ctx)
+            )
+            async with aclosing(chunks) as parts:
+                async for chunk in parts:
+                    assembler.add(chunk)
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if delta.content or delta.tool_calls:
+                            sent = True
+                            yield Delta(content=delta.content, tool_calls=delta.tool_calls)
+            result = assembler.result()
+            message, finish = result.message, result.finish_reason
+        else:
+            completion = await (
+                complete_remote(agent, ctx, target, inv.messages)
+                if target.remote
+                else kernel.complete_agent(target.agent, inv.messages, parent=ctx)
+            )
+            answered = completion.choices[0]
+            message, finish = answered.message, answered.finish_reason or "stop"
+    except RequestError as exc:
+        if sent:
+            raise
+        ctx.usage.append(UsageRecord(
+            kind="handoff", name=inv.name, plugin="handoffs", ok=False, error=exc.message,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        ))
+        yield ToolResult(content=f"Error: the handoff to {target.agent} failed: {exc.message}", is_error=True, plugin="handoffs")
+        return
+    answer = ToolResult(content=message.text(), plugin="handoffs")
+    rewritten = await hooks.after_handoff(ctx, inv, answer)
+    if not stream and rewritten is not answer:
+        message = Message(role="assistant", content=rewritten.content, tool_calls=message.tool_calls)
+    ctx.usage.append(UsageRecord(
+        kind="handoff", name=inv.name, plugin="handoffs", duration_ms=(time.perf_counter() - started) * 1000,
+    ))
+    yield Outcome(message, finish)
 
 
 async def converse(agent: Agent, ctx: RequestContext) -> AsyncGenerator[Delta | Outcome, None]:
@@ -120,6 +198,24 @@ async def converse(agent: Agent, ctx: RequestContext) -> AsyncGenerator[Delta | 
             outcome = Outcome(Message(role="assistant", content=note), "length")
             break
         conversation.append(message)
+        transfer = next((inv for inv in internal if inv.name in agent.handoffs), None)
+        if transfer is not None:
+            handed: Outcome | ToolResult | None = None
+            async for step in hand_off(agent, ctx, transfer, stream=call.stream):
+                if isinstance(step, Delta):
+                    yield step
+                else:
+                    handed = step
+            if isinstance(handed, Outcome):
+                outcome = handed
+                break
+            # The handoff failed before the client saw any of it: the model reads why.
+            assert handed is not None
+            conversation.extend(
+                Message(role="tool", tool_call_id=inv.id, content=handed.content if inv is transfer else NOT_RUN)
+                for inv in internal
+            )
+            internal = []
         if internal:
             results = await run_tools(hooks, ctx, internal, agent.spec.tool_timeout)
             conversation.extend(

@@ -177,6 +177,15 @@ class PluginRegistry:
                     f"(pip install robutler-plugin-{prefix})"
                 )
             requested.append(provider)
+        remote = [h.agent for h in agent.handoff_targets if h.remote]
+        if remote and not any(s in self.skills and self.skills[s].calls_agents for s in requested):
+            caller = next((name for name, skill in self.skills.items() if skill.calls_agents), None)
+            if caller is None:
+                raise PluginError(
+                    f"agent {agent.name!r} hands off to {remote[0]}, but no installed plugin calls remote "
+                    "agents; pip install robutler-plugin-nli"
+                )
+            requested.append(caller)
         requires = {name: skill.requires for name, skill in self.skills.items()}
         return resolve_skills(requested, requires, agent=agent.name)
 

@@ -26,6 +26,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from msgspec import UNSET
+
 from robutler_specs import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -37,6 +39,7 @@ from robutler_specs import (
 )
 
 from .loop import Outcome, converse
+from .network import CHAIN_HEADER, chain_of, check_chain
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -71,6 +74,8 @@ class Turn:
     def __init__(self, agent: Agent, ctx: RequestContext, *, timeout: float | None = None) -> None:
         self.agent = agent
         self.ctx = ctx
+        if not ctx.chain and CHAIN_HEADER in ctx.headers:
+            ctx.chain = chain_of(ctx.headers)  # a request from an agent on another server
         self.timeout = timeout
         self.deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         self._opened = False
@@ -82,8 +87,10 @@ class Turn:
     # -- both ends ----------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Run ``on_connection`` (once)."""
+        """Run ``on_connection`` (once), after refusing a handoff loop or a chain of agents
+        longer than the agent allows (then no hook runs at all)."""
         if not self._opened:
+            check_chain(self.agent.spec, self.ctx.chain)
             self._opened = True
             await self.agent.hooks.on_connection(self.ctx)
 
@@ -106,10 +113,15 @@ class Turn:
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self.finished:
+        if self.finished or not self._opened:
             return
         if kind is GeneratorExit:  # the stream's consumer closed it: the client went away
             exc = asyncio.CancelledError("client disconnected")
+        elif self.ended_by == "timeout" and kind is not None and issubclass(kind, asyncio.CancelledError):
+            # The deadline cut the work: hooks see the 504 the client gets, not a bare
+            # cancellation (which means the client left).
+            assert self.timeout is not None
+            exc = too_slow(self.timeout)
         await self.finish(exc)
 
     # -- what a door asks for -----------------------------------------------------------
@@ -140,6 +152,7 @@ class Turn:
                 model=self.agent.name,
                 choices=[Choice(0, outcome.message, outcome.finish_reason)],
                 usage=ctx.total_usage(),
+                agent=ctx.answered_by or UNSET,
             )
         raise AssertionError("unreachable")  # pragma: no cover (for type checkers)
 
@@ -171,16 +184,20 @@ class Turn:
                 yield self._chunk(Delta(role="assistant", content=""))
             await self.finish()
             usage = ctx.total_usage()
+            answered = ctx.answered_by or UNSET
             final = ChatCompletionChunk(
                 id=ctx.request_id,
                 created=ctx.created,
                 model=agent.name,
                 choices=[ChunkChoice(0, Delta(), item.finish_reason)],
                 usage=usage,
+                agent=answered,
             )
             yield await hooks.on_chunk(ctx, final) if rewrite else final
             if include_usage:
-                yield ChatCompletionChunk(id=ctx.request_id, created=ctx.created, model=agent.name, choices=[], usage=usage)
+                yield ChatCompletionChunk(
+                    id=ctx.request_id, created=ctx.created, model=agent.name, choices=[], usage=usage, agent=answered
+                )
 
     def _chunk(self, delta: Delta) -> ChatCompletionChunk:
         ctx = self.ctx
@@ -198,8 +215,12 @@ class Turn:
         return Guard(self, receive)
 
     def headers(self) -> dict[str, str]:
-        """The response headers of the turn: ``x-request-id`` and what hooks set."""
-        return {"x-request-id": self.ctx.request_id, **self.ctx.response_headers}
+        """The response headers of the turn: ``x-request-id``, ``x-robutler-agent`` when
+        another agent answered (a handoff), and what hooks set."""
+        ctx = self.ctx
+        if ctx.answered_by is not None:
+            return {"x-request-id": ctx.request_id, "x-robutler-agent": ctx.answered_by, **ctx.response_headers}
+        return {"x-request-id": ctx.request_id, **ctx.response_headers}
 
 
 class Guard:

@@ -22,9 +22,10 @@ The hook reference is :mod:`robutler_specs.hookspecs`.
 
 from __future__ import annotations
 
-from .agent import AgentSpec, RetryPolicy
+from .agent import AgentSpec, Handoff, RetryPolicy
 from .context import (
     ANONYMOUS,
+    AgentCall,
     HttpRequest,
     Identity,
     LLMCall,
@@ -96,6 +97,7 @@ __all__ = [
     "PROJECT_NAME",
     "SCOPES",
     "SKILL_HOOKS",
+    "AgentCall",
     "AgentSpec",
     "BadRequest",
     "ChatCompletion",
@@ -110,6 +112,7 @@ __all__ = [
     "Forbidden",
     "FunctionCall",
     "FunctionCallDelta",
+    "Handoff",
     "HttpRequest",
     "HttpRoute",
     "Identity",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -51,6 +52,34 @@ class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("retry.breaker_failures and retry.breaker_cooldown must be 0 or more")
 
 
+class Handoff(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An agent this agent may hand a conversation to (``handoffs:``).
+
+    :ivar agent: a local agent's name, or the URL of a remote OpenAI-compatible agent
+        (``https://host/agent-name``; remote handoffs need a skill implementing
+        ``agent_complete`` / ``agent_stream``, such as the ``nli`` plugin's).
+    :ivar name: the tool's suffix (``transfer_to_<name>``); default: the agent's name (or
+        the URL's last path segment), non-identifier characters as ``_``.
+    :ivar description: what the target does, for the model (default: the local agent's
+        description).
+    """
+
+    agent: str
+    name: str | None = None
+    description: str = ""
+
+    @property
+    def remote(self) -> bool:
+        """Whether the target is a URL."""
+        return self.agent.startswith(("http://", "https://"))
+
+    @property
+    def tool_name(self) -> str:
+        """``transfer_to_<name>``."""
+        base = self.name or self.agent.rstrip("/").rsplit("/", 1)[-1]
+        return "transfer_to_" + re.sub(r"[^A-Za-z0-9_]", "_", base)
+
+
 class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One agent: instructions, a model and skills.
 
@@ -67,6 +96,10 @@ class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar intents: what the agent can do, for discovery.
     :ivar owner: the user id of the agent's owner (``owner`` scope).
     :ivar metadata: free-form data shown in agent info.
+    :ivar handoffs: agents this one may hand the conversation to: each a name or URL, or
+        a :class:`Handoff` (each becomes a ``transfer_to_<name>`` tool).
+    :ivar max_handoff_depth: how many agents one request may pass through after this one
+        (a handoff from a handoff counts twice); further handoffs are refused.
     """
 
     name: str = ""
@@ -82,6 +115,17 @@ class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     intents: list[str] = []
     owner: str | None = None
     metadata: dict[str, Any] = {}
+    handoffs: list[str | Handoff] = []
+    max_handoff_depth: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_handoff_depth < 0:
+            raise ValueError("max_handoff_depth must be 0 or more")
+
+    @property
+    def handoff_targets(self) -> list[Handoff]:
+        """``handoffs`` with names given as :class:`Handoff`."""
+        return [h if isinstance(h, Handoff) else Handoff(agent=h) for h in self.handoffs]
 
     @property
     def models(self) -> list[str]:
@@ -89,4 +133,4 @@ class AgentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return [self.model] if isinstance(self.model, str) else list(self.model)
 
 
-__all__ = ["AgentSpec", "RetryPolicy"]
+__all__ = ["AgentSpec", "Handoff", "RetryPolicy"]

@@ -53,6 +53,15 @@ class UsageRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     provider read from / wrote to its prompt cache. ``attempt`` numbers the tries of one
     tool-loop round (retries and fallback models); a failed try has ``ok=False`` and its
     ``error``.
+
+    Another agent's work in this request (a handoff, an agent-to-agent call) is recorded
+    here too, with ``agent`` naming that agent: its LLM calls (``kind="llm"``) count in the
+    request's tokens but are never priced by this agent's skills, and one ``kind="agent"``
+    record carries what that agent cost (``credits``; for a remote agent, whose calls are not
+    seen here, its tokens too). ``paid`` says that cost was already
+    charged to this request's payer (a local handoff charges the same account); when it is
+    ``False`` (a remote agent charged this agent's own credentials) a pricing skill of this
+    agent passes ``credits`` on to its payer.
     """
 
     kind: str
@@ -68,6 +77,8 @@ class UsageRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     ok: bool = True
     error: str | None = None
     duration_ms: float = 0.0
+    agent: str | None = None
+    paid: bool = False
 
 
 class LLMCall(msgspec.Struct, kw_only=True):
@@ -104,6 +115,28 @@ class LLMCall(msgspec.Struct, kw_only=True):
         return self.model.split("/", 1)[-1]
 
 
+class AgentCall(msgspec.Struct, kw_only=True):
+    """A call to a remote agent (``agent_complete`` / ``agent_stream``).
+
+    :ivar url: the agent's base URL (``https://host/agent``: its chat completions are at
+        ``{url}/chat/completions``).
+    :ivar messages: the conversation to send.
+    :ivar stream: whether to stream.
+    :ivar budget: the most the callee may charge, in credits (``X-Authorized-Amount``);
+        ``None`` when the caller has no pricing skill (send none).
+    :ivar chain: the agents the request passed through, the caller last
+        (``X-Robutler-Chain``: the callee refuses loops and depth beyond its limit).
+    :ivar timeout: seconds the call may take; ``None`` for the skill's default.
+    """
+
+    url: str
+    messages: list[Message]
+    stream: bool = False
+    budget: float | None = None
+    chain: list[str] = []
+    timeout: float | None = None
+
+
 class LLMResult(msgspec.Struct, kw_only=True):
     """What a provider's ``llm_complete`` returns: one assistant message."""
 
@@ -121,6 +154,8 @@ class ToolInvocation(msgspec.Struct, kw_only=True):
     :ivar arguments: the raw JSON argument string from the model.
     :ivar tool: the resolved tool; ``None`` when no permitted tool has that name.
     :ivar round: the tool-loop round.
+    :ivar messages: for a handoff to another agent: the conversation it receives;
+        ``before_handoff`` hooks may edit it in place (filter what leaves the agent).
     """
 
     id: str
@@ -128,6 +163,7 @@ class ToolInvocation(msgspec.Struct, kw_only=True):
     arguments: str
     tool: ToolSpec | None = None
     round: int = 0
+    messages: list[Message] | None = None
 
 
 class ToolResult(msgspec.Struct, kw_only=True):
@@ -186,12 +222,21 @@ class RequestContext:
     :ivar requested_model: the request's ``model`` field on ``/{agent}/...`` (``None`` on
         ``/v1``, where it names the agent).
     :ivar cost: what the request cost, in credits, when a pricing skill set it (it is
-        reported as ``usage.cost``).
+        reported as ``usage.cost``, with what other agents of the chain charged).
+    :ivar chain: the agents this request passed through before this one (handoffs and
+        agent-to-agent calls; the first is where it came in), for depth and loop checks.
+    :ivar budget: set by a pricing skill: a callable giving the credits left of what the
+        payer authorized for this request; handoffs and agent calls pass it on as the
+        callee's ``X-Authorized-Amount``, so a chain never spends more.
+    :ivar answered_by: the agent whose answer this is, when a handoff passed it on.
     """
 
     __slots__ = (
         "_extra_tools",
         "agent",
+        "answered_by",
+        "budget",
+        "chain",
         "client_tools",
         "cost",
         "created",
@@ -221,6 +266,7 @@ class RequestContext:
         identity: Identity = ANONYMOUS,
         model: str | list[str] | None = None,
         requested_model: str | None = None,
+        chain: tuple[str, ...] = (),
     ) -> None:
         self.request_id = request_id or f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
@@ -237,6 +283,9 @@ class RequestContext:
         self.model: str | list[str] = model if model is not None else agent.model
         self.requested_model = requested_model
         self.cost: float | None = None
+        self.chain = chain
+        self.budget: Callable[[], float | None] | None = None
+        self.answered_by: str | None = None
         self._extra_tools: dict[str, ToolSpec] | None = None
 
     def add_tool(self, fn: Callable[..., Any] | ToolSpec, *, plugin: str | None = None) -> ToolSpec:
@@ -255,12 +304,25 @@ class RequestContext:
         """Tools added to this request with :meth:`add_tool`."""
         return self._extra_tools or {}
 
+    def remaining_budget(self) -> float | None:
+        """Credits left of what the payer authorized (``None``: no pricing skill says)."""
+        return None if self.budget is None else self.budget()
+
     def total_usage(self) -> Usage:
-        """Token usage summed over every LLM record."""
+        """Token usage summed over every LLM record (other agents' included), and the cost:
+        this request's own charge plus what other agents of the chain charged the payer."""
         total = Usage()
         cache_read = cache_write = 0
+        paid = 0.0
+        paid_any = False
         for record in self.usage:
-            if record.kind == "llm":
+            if record.kind == "agent":
+                total.prompt_tokens += record.prompt_tokens
+                total.completion_tokens += record.completion_tokens
+                if record.paid and record.credits is not None:
+                    paid += record.credits
+                    paid_any = True
+            elif record.kind == "llm":
                 total.prompt_tokens += record.prompt_tokens
                 total.completion_tokens += record.completion_tokens
                 cache_read += record.cache_read_tokens
@@ -270,8 +332,8 @@ class RequestContext:
         total.total_tokens = total.prompt_tokens + total.completion_tokens
         if cache_read or cache_write:
             total.prompt_tokens_details = PromptTokensDetails(cache_read, cache_write)
-        if self.cost is not None:
-            total.cost = self.cost
+        if self.cost is not None or paid_any:
+            total.cost = round((self.cost or 0.0) + paid, 6)
         return total
 
     @property
@@ -288,6 +350,7 @@ class RequestContext:
 
 __all__ = [
     "ANONYMOUS",
+    "AgentCall",
     "HttpRequest",
     "Identity",
     "LLMCall",

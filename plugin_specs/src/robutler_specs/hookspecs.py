@@ -38,10 +38,10 @@ from .markers import hookspec
 
 if TYPE_CHECKING:
     from .agent import AgentSpec
-    from .context import LLMCall, LLMResult, RequestContext, ToolInvocation, ToolResult
+    from .context import AgentCall, LLMCall, LLMResult, RequestContext, ToolInvocation, ToolResult
     from .routes import HttpRoute
     from .skill import KernelAPI, Skill
-    from .wire import ChatCompletionChunk, Message
+    from .wire import ChatCompletion, ChatCompletionChunk, Message
 
 
 class SkillHooks:
@@ -147,6 +147,36 @@ class SkillHooks:
         :return: ignored.
         """
 
+    # -- other agents --------------------------------------------------------------------
+
+    @hookspec(firstresult=True)
+    def agent_complete(self, ctx: RequestContext, call: AgentCall) -> ChatCompletion | None:
+        """Ask a remote agent (``call.url``) for one completion. Stops at first non-None result.
+
+        The kernel calls it for a handoff to a URL (``handoffs: [https://...]``); a plugin
+        that talks to other agents (``nli``) implements it. Send ``call.messages`` with
+        ``call.budget`` as ``X-Authorized-Amount`` and ``call.chain`` as
+        ``X-Robutler-Chain``; return the callee's completion, its ``usage.cost`` being what
+        it charged. Raise a ``RequestError`` (``ProviderError`` 502...) when it fails.
+
+        :param ctx: the calling request's context.
+        :param call: where to, what, and the budget.
+        :return: the callee's completion, or ``None`` if this skill does not call agents.
+        """
+
+    @hookspec(firstresult=True)
+    def agent_stream(self, ctx: RequestContext, call: AgentCall) -> AsyncIterator[ChatCompletionChunk] | None:
+        """Ask a remote agent for a streamed completion. Stops at first non-None result.
+
+        As ``agent_complete``; return the callee's chunks (the last ones carry
+        ``finish_reason`` and ``usage`` with its ``cost``). Closing the iterator must end
+        the remote request.
+
+        :param ctx: the calling request's context.
+        :param call: where to, what, and the budget.
+        :return: an async iterator of chunks, or ``None``.
+        """
+
     # -- tool stage ----------------------------------------------------------------------
 
     @hookspec(firstresult=True)
@@ -179,7 +209,9 @@ class SkillHooks:
     def before_handoff(self, ctx: RequestContext, handoff: ToolInvocation) -> ToolResult | None:
         """Called before a handoff runs. Filter what leaves the agent (raise to refuse).
 
-        Stops at first non-None result: returning a ``ToolResult`` replaces the handoff.
+        For a handoff to another agent (``handoffs:``), ``handoff.messages`` is the
+        conversation the target receives: edit it in place. Stops at first non-None result:
+        returning a ``ToolResult`` replaces the handoff (its content is the answer).
 
         :param ctx: the request context.
         :param handoff: the invocation of the ``@handoff`` method.
@@ -275,9 +307,15 @@ class KernelHooks:
         """
 
     @hookspec
-    def robutler_routes(self) -> Sequence[HttpRoute] | None:
+    def robutler_routes(self, kernel: KernelAPI) -> Sequence[HttpRoute] | None:
         """Return extra HTTP routes served by the kernel (outside any agent).
 
+        Called once when the kernel builds its app. Plugin routes are matched before the
+        kernel's own ``GET /agents``, so a plugin may serve that path instead (discovery).
+
+        :param kernel: the kernel that will serve the routes, so a kernel-wide handler can
+            keep it (``kernel.agents``, ``kernel.state``, ``kernel.embed``) even when several
+            kernels share one process; an implementation may leave the parameter out.
         :return: a list of :class:`~robutler_specs.HttpRoute`, or ``None``.
         """
 

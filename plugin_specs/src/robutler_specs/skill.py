@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import msgspec
 
 from .agent import AgentSpec
+
+if TYPE_CHECKING:
+    from .context import RequestContext
+    from .wire import ChatCompletion, ChatCompletionChunk, Message
+
 from .tools import HttpInfo, PromptInfo, ToolSpec, build_tool_spec, http_info, is_tool, prompt_info
 
 
@@ -37,6 +42,31 @@ class KernelAPI(Protocol):
         """Embed texts through the first plugin whose ``robutler_embed`` answers."""
         ...
 
+    async def find_agent(self, name: str) -> AgentSpec | None:
+        """The spec of the agent called ``name`` on this kernel (configured, or resolved by a
+        plugin), or ``None``."""
+        ...
+
+    async def complete_agent(
+        self, name: str, messages: list[Message], *, parent: RequestContext | None = None
+    ) -> ChatCompletion:
+        """Run agent ``name`` of this kernel on ``messages`` and return its completion.
+
+        With ``parent`` (the request asking), it is a request of the same caller: the
+        caller's identity and headers go with it, ``X-Authorized-Amount`` is capped by
+        what remains of ``parent``'s budget, the chain of agents grows (loops and depth
+        beyond the target's ``max_handoff_depth`` are refused with a ``RequestError``),
+        and its usage and cost are added to ``parent``'s. The target's skills and scopes
+        apply; it runs its whole lifecycle (``on_connection`` ... ``finalize_connection``).
+        """
+        ...
+
+    def stream_agent(
+        self, name: str, messages: list[Message], *, parent: RequestContext | None = None
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """As :meth:`complete_agent`, streamed: the target's chunks as they come."""
+        ...
+
 
 class Skill:
     """Base class of every skill.
@@ -56,6 +86,8 @@ class Skill:
     :cvar provider: the model prefix this skill serves (``"openai"`` for
         ``model: openai/gpt-4o``), or ``None`` if it is not an LLM provider.
     :cvar description: one line for ``robutler-kernel plugins`` and agent info.
+    :cvar calls_agents: the skill implements ``agent_complete`` / ``agent_stream`` (it
+        reaches remote agents); the kernel adds it to agents with remote handoffs.
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +96,7 @@ class Skill:
     priority: ClassVar[int] = 50
     provider: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    calls_agents: ClassVar[bool] = False
 
     def __init__(self, config: Any, agent: AgentSpec) -> None:
         self.config = config

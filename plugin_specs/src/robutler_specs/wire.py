@@ -183,6 +183,8 @@ class ChatCompletion(msgspec.Struct):
     choices: list[Choice]
     usage: Usage
     object: Literal["chat.completion"] = "chat.completion"
+    #: The agent that answered, when a handoff passed the request on (absent otherwise).
+    agent: str | UnsetType = UNSET
 
 
 class FunctionCallDelta(msgspec.Struct, omit_defaults=True):
@@ -228,6 +230,8 @@ class ChatCompletionChunk(msgspec.Struct):
     #: Absent from the JSON unless set (OpenAI sends it on the last chunk only).
     usage: Usage | UnsetType | None = UNSET
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    #: On the last chunks: the agent that answered, when a handoff passed the request on.
+    agent: str | UnsetType = UNSET
 
 
 class ModelCard(msgspec.Struct):

@@ -186,6 +186,14 @@ def _recorder_skill(recorder: HookRecorder, skill_name: str) -> type[Skill]:
             record(self, "llm_stream", ctx=ctx, call=call)
 
         @hookimpl
+        def agent_complete(self, ctx: Any, call: Any) -> None:
+            record(self, "agent_complete", ctx=ctx, call=call)
+
+        @hookimpl
+        def agent_stream(self, ctx: Any, call: Any) -> None:
+            record(self, "agent_stream", ctx=ctx, call=call)
+
+        @hookimpl
         def after_llm_call(self, ctx: Any, call: Any, result: Any) -> None:
             record(self, "after_llm_call", ctx=ctx, call=call, result=result)
 
