@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 def _plugin_routes(kernel: Kernel) -> list[BaseRoute]:
     return [
         Route(route.path, PluginRouteDoor(kernel, route), methods=list(route.methods))
-        for routes in kernel.hooks.robutler_routes().values()
+        for routes in kernel.hooks.robutler_routes(kernel).values()
         for route in routes
     ]
 
@@ -80,8 +80,10 @@ def build_app(kernel: Kernel) -> Any:
         Route("/v1/models", guarded(handlers["models"]), methods=["GET"]),
         Route("/v1/chat/completions", ChatDoor(kernel, by_model=True), methods=["POST"]),
         Route("/v1/completions", CompletionsDoor(kernel), methods=["POST"]),
-        Route("/agents", guarded(handlers["agents"]), methods=["GET"]),
+        # Plugin routes come before the kernel's own GET /agents, so a discovery plugin
+        # that serves /agents replaces the simple built-in search when it is installed.
         *_plugin_routes(kernel),
+        Route("/agents", guarded(handlers["agents"]), methods=["GET"]),
         Route("/{agent}/chat/completions", ChatDoor(kernel, by_model=False), methods=["POST"]),
         Route("/{agent}", guarded(handlers["agent_info"]), methods=["GET"]),
         Route("/{agent}/{path:path}", SkillEndpointDoor(kernel), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
