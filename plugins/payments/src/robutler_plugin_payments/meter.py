@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from robutler_specs import Message, UsageRecord
 
-from .money import FINE, MICRO, fine_to_micro, format_credits, to_float
+from .money import FINE, MICRO, fine_from_credits, fine_to_micro, format_credits, to_float
 from .pricing import FREE, PriceTable
 
 CHARS_PER_TOKEN = 4
@@ -81,19 +82,21 @@ class Meter:
     settled: bool = False
 
     def llm_cost(self, usage: Iterable[UsageRecord]) -> int:
-        """Fine units of the LLM calls recorded so far."""
+        """Fine units of this agent's own LLM calls recorded so far (another agent's calls
+        in the request, ``record.agent``, are priced by that agent)."""
         total = 0
         for record in usage:
-            if record.kind == "llm":
+            if record.kind == "llm" and record.agent is None:
                 price = self.prices.model(record.name) or FREE
                 total += price.record_cost(record)
         return total
 
     def committed(self, usage: Iterable[UsageRecord]) -> int:
         """Fine units the request has used or is about to use: the fee, recorded LLM
-        calls, and every admitted tool call that has not failed."""
+        calls, every admitted tool call that has not failed, and what other agents of the
+        chain cost (handoffs and agent calls spend the same budget)."""
         tools = sum(t.price for t in self.tools.values() if t.state != FAILED)
-        return self.prices.request_fee_fine + self.llm_cost(usage) + tools * FINE
+        return self.prices.request_fee_fine + self.llm_cost(usage) + tools * FINE + agents_cost(usage)
 
     def remaining(self, usage: Iterable[UsageRecord]) -> int:
         """Fine units of the reservation not yet committed (``usage`` is ``ctx.usage``)."""
@@ -102,6 +105,16 @@ class Meter:
     def remaining_credits(self, usage: Iterable[UsageRecord]) -> float:
         """:meth:`remaining` in credits, never negative (``usage`` is ``ctx.usage``)."""
         return max(self.remaining(usage) // FINE, 0) / MICRO
+
+
+def agents_cost(usage: Iterable[UsageRecord], *, paid: bool | None = None) -> int:
+    """Fine units other agents of the chain cost (``kind="agent"`` records); with ``paid``,
+    only those already charged to the payer (``True``) or not (``False``)."""
+    total = 0
+    for record in usage:
+        if record.kind == "agent" and record.credits and (paid is None or record.paid is paid):
+            total += fine_from_credits(Decimal(str(record.credits)))
+    return total
 
 
 @dataclass
@@ -136,7 +149,7 @@ def bill(
     total = table.request_fee_fine
     llm: list[dict[str, Any]] = []
     for record in usage:
-        if record.kind != "llm":
+        if record.kind != "llm" or record.agent is not None:
             continue
         price = table.model(record.name) or FREE
         cost = price.record_cost(record)
@@ -157,6 +170,10 @@ def bill(
         if record.kind in ("tool", "handoff") and record.name in tool_prices and (record.ok or charge_failed_tools):
             record.credits = to_float(tool_prices[record.name])
     total += sum(t.price for t in tools) * FINE
+    # Remote agents charged this agent's own credentials: their cost is passed on. (A local
+    # handoff's target charged the payer itself: ``paid``, not billed again here.)
+    passed_on = [r for r in usage if r.kind == "agent" and not r.paid and r.credits]
+    total += agents_cost(passed_on)
     interrupted = None
     pending = meter.pending
     llm_records = sum(1 for r in usage if r.kind == "llm")
@@ -175,11 +192,13 @@ def bill(
         "llm": llm,
         "tools": [{"name": t.name, "credits": format_credits(t.price)} for t in tools],
     }
+    if passed_on:
+        detail["agents"] = [{"agent": r.name, "credits": str(r.credits)} for r in passed_on]
     if interrupted is not None:
         detail["interrupted"] = interrupted
     if error is not None:
         detail["error"] = type(error).__name__
-    metered = bool(llm or tools or interrupted)
+    metered = bool(llm or tools or interrupted or passed_on)
     return Bill(fine_to_micro(total), metered, detail)
 
 
@@ -188,6 +207,7 @@ __all__ = [
     "Meter",
     "PendingCall",
     "ToolCharge",
+    "agents_cost",
     "bill",
     "estimate_prompt_tokens",
     "estimate_tokens",
