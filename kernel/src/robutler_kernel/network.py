@@ -128,8 +128,8 @@ def child_context(agent: Agent, messages: list[Message], parent: RequestContext 
 
 def merge_usage(parent: RequestContext, child: RequestContext) -> None:
     """Add what ``child`` (a local agent's request for ``parent``) used to ``parent``'s
-    usage: its calls, tagged with its agent, and one record of what it cost (already
-    charged to the same payer)."""
+    usage, whether it succeeded or not: its calls, tagged with its agent, and one record of
+    what it cost (already charged to the same payer)."""
     name = child.agent.name
     remote_prompt = remote_completion = 0
     for record in child.usage:
@@ -148,7 +148,6 @@ def merge_usage(parent: RequestContext, child: RequestContext) -> None:
             credits=None if isinstance(cost, msgspec.UnsetType) else cost, paid=True,
         )
     )
-    parent.answered_by = child.answered_by or name
 
 
 def merge_remote(parent: RequestContext, url: str, completion: ChatCompletion | None, usage: Any) -> None:
@@ -183,10 +182,13 @@ async def complete_agent(
     agent = await _target(kernel, name)
     ctx = child_context(agent, messages, parent, stream=False)
     try:
-        return await Turn(agent, ctx).complete()
+        completion = await Turn(agent, ctx).complete()
     finally:
         if parent is not None:
             merge_usage(parent, ctx)
+    if parent is not None:
+        parent.answered_by = ctx.answered_by or agent.name
+    return completion
 
 
 async def stream_agent(
@@ -204,6 +206,8 @@ async def stream_agent(
     finally:
         if parent is not None:
             merge_usage(parent, ctx)
+    if parent is not None:
+        parent.answered_by = ctx.answered_by or agent.name
 
 
 def remote_call(parent: RequestContext, target: Handoff, messages: list[Message], *, stream: bool) -> AgentCall:
