@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 
 def _plugin_routes(kernel: Kernel) -> list[BaseRoute]:
     return [
-        Route(route.path, PluginRouteDoor(kernel, route), methods=list(route.methods))
-        for routes in kernel.hooks.robutler_routes(kernel).values()
+        Route(route.path, PluginRouteDoor(kernel, route if route.plugin else replace(route, plugin=plugin)),
+              methods=list(route.methods))
+        for plugin, routes in kernel.hooks.robutler_routes(kernel).items()
         for route in routes
     ]
 

@@ -8,6 +8,7 @@ first (an auth skill identifies the caller), ``finalize_connection`` last, the b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,15 @@ from robutler_specs import (
 )
 
 from ..config import RESERVED_AGENT_NAMES
+from ..hooks import HookFailed
 from ..turn import too_slow
 from .door import Door, Receive, Scope, Send, answer_json, find_agent, headers_of
 from .responses import encode, send_json
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
+
+log = logging.getLogger("robutler.server")
 
 
 def no_route(method: str, path: str) -> NotFound:
@@ -63,6 +67,15 @@ def kernel_route_methods(scope: Scope) -> list[str]:
             methods.update(getattr(route, "methods", None) or ())
     methods.discard("HEAD")
     return sorted(methods)
+
+
+def handler_failed(plugin: str | None, what: str, exc: Exception) -> HookFailed:
+    """A 500 for a plugin's handler that crashed: it names the plugin, never a traceback
+    (that goes to the log)."""
+    log.error("plugin %r failed in its %s", plugin, what, exc_info=exc)
+    return HookFailed(
+        f"plugin {plugin!r} failed in its {what}: {type(exc).__name__}: {exc}", plugin=plugin, code="handler_failed"
+    )
 
 
 def http_request(scope: Scope, path: str, body: bytes, query: dict[str, str]) -> HttpRequest:
@@ -112,9 +125,15 @@ class SkillEndpointDoor(Door):
                 if ctx.identity.user_id is None:
                     raise Unauthorized(message, headers={"WWW-Authenticate": 'Bearer realm="robutler"'})
                 raise Forbidden(message)
-            result = fn(ctx, request)
-            if hasattr(result, "__await__"):
-                result = await result
+            try:
+                result = fn(ctx, request)
+                if hasattr(result, "__await__"):
+                    result = await result
+            except RequestError:
+                raise
+            except Exception as exc:
+                skill = getattr(getattr(fn, "__self__", None), "name", None)
+                raise handler_failed(skill, f"@http endpoint {method} /{path}", exc) from exc
             return result
 
         turn = self.turn(scope, agent, ctx)
@@ -138,12 +157,22 @@ class PluginRouteDoor(Door):
         params = {k: str(v) for k, v in scope.get("path_params", {}).items()}
         body = await self.body(scope, receive)
         request = http_request(scope, scope["path"], body, {**query_of(scope), **params})
-        handler: Callable[..., Awaitable[Any]] = self.route.handler
+        route = self.route
+        handler: Callable[..., Awaitable[Any]] = route.handler
+
+        async def call(*args: Any) -> Any:
+            try:
+                return await handler(*args)
+            except RequestError:
+                raise
+            except Exception as exc:
+                raise handler_failed(route.plugin, f"route {scope['method']} {route.path}", exc) from exc
+
         if not self.for_agent:
             timeout = self.kernel.config.server.request_timeout
             try:
                 async with asyncio.timeout(timeout):
-                    result = await handler(request)
+                    result = await call(request)
             except TimeoutError:
                 raise too_slow(timeout) from None
             await send_json(send, 200, encode(result))
@@ -152,10 +181,10 @@ class PluginRouteDoor(Door):
         ctx = RequestContext(agent.spec, [], headers=request.headers)
 
         async def work(ctx: RequestContext) -> Any:
-            return await handler(request, ctx)
+            return await call(request, ctx)
 
         turn = self.turn(scope, agent, ctx)
         await answer_json(turn, turn.run(work), encode, receive, send)
 
 
-__all__ = ["PluginRouteDoor", "SkillEndpointDoor", "no_route", "not_allowed"]
+__all__ = ["PluginRouteDoor", "SkillEndpointDoor", "handler_failed", "no_route", "not_allowed"]
