@@ -48,6 +48,8 @@ TOKEN_HEADER = "x-payment-token"
 AMOUNT_HEADER = "x-authorized-amount"
 COST_HEADER = "X-Robutler-Cost"
 STATE_KEY = "payments"
+#: The reservation in progress (a task), kept until the request ends.
+RESERVING_KEY = "payments.reserving"
 #: Attempts and pauses when the ledger fails while settling, before the settlement is
 #: handed to a background retry.
 SETTLE_PAUSES = (0.05, 0.25)
@@ -208,21 +210,30 @@ class PaymentsSkill(Skill):
         """Reserve credits for the request, or refuse it with 402."""
         ref = self._payer(ctx)
         wanted = self._wanted(ctx)
-        try:
-            reservation = await self._ledger().reserve(
+        ledger = self._ledger()
+
+        async def reserve() -> None:
+            reservation = await ledger.reserve(
                 ref, ctx.request_id, wanted, self.prices.minimum, self.config.reservation_ttl, agent=self.agent.name
             )
+            ctx.state[STATE_KEY] = Meter(
+                account_id=reservation.account_id,
+                source="token" if ref.token_hash else "account",
+                reserved=reservation.amount,
+                request_id=ctx.request_id,
+                prices=self.prices,
+            )
+
+        # Shielded: a client that leaves (or the deadline) while the ledger reserves must not
+        # leave a reservation nobody settles; finalize_connection waits for it and releases it.
+        task = asyncio.ensure_future(reserve())
+        ctx.state[RESERVING_KEY] = task
+        try:
+            await asyncio.shield(task)
         except InsufficientCredits as exc:
             raise self._short(ref, exc) from None
         except AccountNotFound:
             raise self._missing(ref) from None
-        ctx.state[STATE_KEY] = Meter(
-            account_id=reservation.account_id,
-            source="token" if ref.token_hash else "account",
-            reserved=reservation.amount,
-            request_id=ctx.request_id,
-            prices=self.prices,
-        )
 
     @staticmethod
     def _meter(ctx: RequestContext) -> Meter | None:
@@ -333,6 +344,14 @@ class PaymentsSkill(Skill):
     @hookimpl
     async def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
         """Settle the real cost (idempotent by request id) and report it."""
+        reserving = ctx.state.get(RESERVING_KEY)
+        if isinstance(reserving, asyncio.Future):
+            if not reserving.done():
+                # on_connection was cut short while the ledger reserved: the reservation may
+                # still be made; it is released below.
+                await asyncio.wait([reserving])
+            if not reserving.cancelled():
+                reserving.exception()  # retrieved: a refusal nobody was left to hear is no error
         meter = self._meter(ctx)
         if meter is None or meter.settled:
             return
