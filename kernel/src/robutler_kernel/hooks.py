@@ -46,7 +46,7 @@ from robutler_specs import (
 )
 
 if TYPE_CHECKING:
-    from robutler_specs import AgentSpec, HttpRoute, KernelAPI, Skill
+    from robutler_specs import AgentSpec, HttpRoute, KernelAPI, Skill, StateStore
 
 log = logging.getLogger("robutler.hooks")
 
@@ -336,6 +336,7 @@ class KernelHookCaller:
         self._robutler_routes = Hook(hook.robutler_routes, trace=trace)
         self._robutler_commands = Hook(hook.robutler_commands, trace=trace)
         self._robutler_embed = Hook(hook.robutler_embed, trace=trace)
+        self._robutler_state_store = Hook(hook.robutler_state_store, trace=trace)
         #: Whether a plugin resolves agents that are not in the config.
         self.resolves_agents = bool(self._robutler_resolve_agent)
 
@@ -371,6 +372,11 @@ class KernelHookCaller:
     def robutler_commands(self) -> dict[str, Mapping[str, Callable[[list[str], Mapping[str, Any]], int]]]:
         """Each plugin's CLI commands, by plugin name (implementations must be sync)."""
         return self._robutler_commands.call_by_plugin()
+
+    async def robutler_state_store(self, kernel: KernelAPI) -> StateStore | None:
+        """The first plugin's shared store, or ``None``."""
+        result: StateStore | None = await self._robutler_state_store.first(kernel=kernel)
+        return result
 
     async def robutler_embed(self, texts: list[str], model: str | None, kernel: KernelAPI) -> list[list[float]] | None:
         """The first plugin's embeddings of ``texts``, or ``None`` when none can embed."""

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from robutler_specs import AgentSpec, ChatCompletion, ChatCompletionChunk, Message, RequestContext
+from robutler_specs import AgentSpec, ChatCompletion, ChatCompletionChunk, Message, RequestContext, StateStore
 
 from . import network
 from .agent import Agent
@@ -16,6 +16,7 @@ from .config import KernelConfig, config_from_dict, default_config
 from .hooks import KernelHookCaller
 from .metrics import observe_request
 from .plugins import PluginRegistry
+from .state_store import MemoryStateStore
 from .toolrefs import load_tool
 
 log = logging.getLogger("robutler.kernel")
@@ -56,6 +57,9 @@ class Kernel:
         self.agents: dict[str, AgentSpec] = dict(config.agents)
         #: Free space for plugins to keep kernel-wide objects in.
         self.state: dict[str, Any] = {}
+        #: The shared key-value store: in-process until a plugin provides a shared one at
+        #: start-up (``robutler_state_store``).
+        self.state_store: StateStore = MemoryStateStore()
         self._agents: dict[str, Agent] = {name: self.build_agent(spec) for name, spec in config.agents.items()}
         self._dynamic_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
@@ -139,6 +143,9 @@ class Kernel:
             if self.started:
                 return
             await self.hooks.robutler_startup(self)
+            shared = await self.hooks.robutler_state_store(self)
+            if shared is not None:
+                self.state_store = shared
             for agent in self._agents.values():
                 for skill in agent.skills:
                     await skill.start()

@@ -57,6 +57,7 @@ from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .provider import ProviderConfig, SSEStream
 from .routes import HttpRoute
 from .skill import KernelAPI, NoConfig, Skill
+from .store import StateStore
 from .tools import (
     SCOPES,
     Pricing,
@@ -139,6 +140,7 @@ __all__ = [
     "ServiceUnavailable",
     "Skill",
     "SkillHooks",
+    "StateStore",
     "ToolCall",
     "ToolCallDelta",
     "ToolDefinition",

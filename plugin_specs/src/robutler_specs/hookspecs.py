@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .context import AgentCall, LLMCall, LLMResult, RequestContext, ToolInvocation, ToolResult
     from .routes import HttpRoute
     from .skill import KernelAPI, Skill
+    from .store import StateStore
     from .wire import ChatCompletion, ChatCompletionChunk, Message
 
 
@@ -328,6 +329,18 @@ class KernelHooks:
         ``plugins.<plugin>`` section of the config; its return value is the exit code.
 
         :return: a mapping of command name to callable, or ``None``.
+        """
+
+    @hookspec(firstresult=True)
+    def robutler_state_store(self, kernel: KernelAPI) -> StateStore | None:
+        """Provide the kernel's shared key-value store (``kernel.state_store``). Stops at
+        first non-None result.
+
+        Called once at start-up, after ``robutler_startup``. Without an answer the kernel
+        keeps its own in-process store: fine for one process; replicas need a shared one.
+
+        :param kernel: the kernel.
+        :return: a :class:`~robutler_specs.StateStore`, or ``None``.
         """
 
     @hookspec(firstresult=True)

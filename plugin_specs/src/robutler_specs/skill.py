@@ -12,6 +12,7 @@ from .agent import AgentSpec
 
 if TYPE_CHECKING:
     from .context import RequestContext
+    from .store import StateStore
     from .wire import ChatCompletion, ChatCompletionChunk, Message
 
 from .tools import HttpInfo, PromptInfo, ToolSpec, build_tool_spec, http_info, is_tool, prompt_info
@@ -40,6 +41,11 @@ class KernelAPI(Protocol):
 
     async def embed(self, texts: list[str], model: str | None = None) -> list[list[float]] | None:
         """Embed texts through the first plugin whose ``robutler_embed`` answers."""
+        ...
+
+    @property
+    def state_store(self) -> StateStore:
+        """The shared key-value store (see :mod:`robutler_specs.store`)."""
         ...
 
     async def find_agent(self, name: str) -> AgentSpec | None:

@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from robutler_specs import SKILL_HOOKS, AgentSpec, Skill, hookimpl
+from robutler_specs import SKILL_HOOKS, AgentSpec, NotFound, Skill, hookimpl
 
 from ..config import config_from_dict
 from ..kernel import Kernel
+from ..state_store import MemoryStateStore
 
 
 def make_kernel(
@@ -241,6 +242,7 @@ class StandaloneKernel:
     ) -> None:
         self.agents: dict[str, AgentSpec] = {}
         self.state: dict[str, Any] = {}
+        self.state_store = MemoryStateStore()
         self._settings = dict(settings or {})
         self._embed = embed
 
@@ -251,3 +253,15 @@ class StandaloneKernel:
     async def embed(self, texts: list[str], model: str | None = None) -> list[list[float]] | None:
         """The ``embed`` callable's answer, or ``None``."""
         return None if self._embed is None else await self._embed(texts, model)
+
+    async def find_agent(self, name: str) -> AgentSpec | None:
+        """An agent of :attr:`agents`, or ``None`` (no other agent runs here)."""
+        return self.agents.get(name)
+
+    async def complete_agent(self, name: str, messages: list[Any], *, parent: Any = None) -> Any:
+        """No agent runs outside a kernel: a 404, as for an unknown agent."""
+        raise NotFound(f"no agent named {name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")
+
+    def stream_agent(self, name: str, messages: list[Any], *, parent: Any = None) -> Any:
+        """No agent runs outside a kernel: a 404, as for an unknown agent."""
+        raise NotFound(f"no agent named {name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")
