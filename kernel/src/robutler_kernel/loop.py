@@ -32,6 +32,7 @@ from .assembly import StreamAssembler
 from .llm import Answer
 from .network import complete_remote, stream_remote
 from .toolrunner import run_tools
+from .toolturns import remember, splice
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -133,6 +134,9 @@ async def converse(agent: Agent, ctx: RequestContext) -> AsyncGenerator[Delta | 
     hooks = agent.hooks
     if ctx.requested_model:
         ctx.model = agent.model_for(ctx.requested_model)
+    store = agent.kernel.state_store if agent.kernel is not None else None
+    if store is not None:
+        await splice(store, ctx.messages)  # the agent's part of earlier mixed turns
     await _incoming(agent, ctx)
     tools = agent.permitted_tools(ctx)
     definitions = agent.definitions(tools)
@@ -216,12 +220,14 @@ async def converse(agent: Agent, ctx: RequestContext) -> AsyncGenerator[Delta | 
                 for inv in internal
             )
             internal = []
+        server_results: list[Message] = []
         if internal:
             results = await run_tools(hooks, ctx, internal, agent.spec.tool_timeout)
-            conversation.extend(
+            server_results = [
                 Message(role="tool", tool_call_id=inv.id, content=res.content)
                 for inv, res in zip(internal, results, strict=True)
-            )
+            ]
+            conversation.extend(server_results)
             handoff = next(
                 (r for inv, r in zip(internal, results, strict=True) if inv.tool and inv.tool.is_handoff),
                 None,
@@ -232,6 +238,9 @@ async def converse(agent: Agent, ctx: RequestContext) -> AsyncGenerator[Delta | 
                 outcome = Outcome(Message(role="assistant", content=handoff.content), "stop")
                 break
         if client_calls:
+            if server_results and store is not None:
+                # A mixed turn: the follow-up gets the agent's part back (see toolturns).
+                client_calls = await remember(store, message, client_calls, server_results)
             if call.stream:
                 yield Delta(
                     tool_calls=[

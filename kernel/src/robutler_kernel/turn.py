@@ -158,9 +158,10 @@ class Turn:
 
     async def stream(self, *, include_usage: bool = False) -> AsyncGenerator[ChatCompletionChunk, None]:
         """The conversation loop as chunks: a role chunk, deltas, then a final chunk with
-        ``finish_reason`` and ``usage`` (and, with ``include_usage``, one more chunk with no
-        choices and the usage, as OpenAI's ``stream_options`` does). Closing the iterator
-        early (client gone) closes the provider stream."""
+        ``finish_reason`` and ``usage``. With ``include_usage`` (OpenAI's ``stream_options``)
+        the usage moves, as OpenAI sends it, to one more chunk with no choices: it is on
+        exactly one chunk either way, so a client that adds up every chunk's usage counts
+        it once. Closing the iterator early (client gone) closes the provider stream."""
         ctx = self.ctx
         ctx.stream = True
         agent = self.agent
@@ -190,7 +191,7 @@ class Turn:
                 created=ctx.created,
                 model=agent.name,
                 choices=[ChunkChoice(0, Delta(), item.finish_reason)],
-                usage=usage,
+                usage=None if include_usage else usage,
                 agent=answered,
             )
             yield await hooks.on_chunk(ctx, final) if rewrite else final
