@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from robutler_specs import (
     FORWARDED_PARAMS,
     BadRequest,
+    ChatCompletion,
     ChatCompletionRequest,
     RequestContext,
+    ToolCall,
+    Usage,
 )
 
 from .door import Door, Receive, Scope, Send, answer_json, answer_sse, find_agent, headers_of
@@ -44,7 +48,51 @@ def decode_chat(body: bytes) -> ChatCompletionRequest:
         raise BadRequest("messages must contain at least one message", param="messages")
     if request.n not in (None, 1):
         raise BadRequest("only n=1 is supported", param="n")
+    if request.stream_options is not None and not request.stream:
+        raise BadRequest("stream_options is only allowed when stream is true", param="stream_options")
     return request
+
+
+class _Message(msgspec.Struct):
+    """An answer's message as OpenAI writes it: ``content`` and ``refusal`` always there
+    (``null`` beside tool calls), ``tool_calls`` only when there are some."""
+
+    role: str
+    content: str | list[dict[str, Any]] | None
+    refusal: None = None
+    tool_calls: list[ToolCall] | UnsetType = UNSET
+
+
+class _Choice(msgspec.Struct):
+    index: int
+    message: _Message
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class _Completion(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[_Choice]
+    usage: Usage
+    object: str = "chat.completion"
+    agent: str | UnsetType = UNSET
+
+
+def render_completion(completion: ChatCompletion) -> bytes:
+    """A completion's JSON body, in OpenAI's exact shape."""
+    return encode(
+        _Completion(
+            completion.id, completion.created, completion.model,
+            [
+                _Choice(c.index, _Message(c.message.role, c.message.content, tool_calls=c.message.tool_calls or UNSET),
+                        c.finish_reason)
+                for c in completion.choices
+            ],
+            completion.usage, completion.object, completion.agent,
+        )
+    )
 
 
 class ChatDoor(Door):
@@ -82,7 +130,7 @@ class ChatDoor(Door):
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             await answer_sse(turn, turn.stream(include_usage=include_usage), receive, send)
         else:
-            await answer_json(turn, turn.complete(), encode, receive, send)
+            await answer_json(turn, turn.complete(), render_completion, receive, send)
 
 
-__all__ = ["ChatDoor", "decode_chat", "params_of"]
+__all__ = ["ChatDoor", "decode_chat", "params_of", "render_completion"]

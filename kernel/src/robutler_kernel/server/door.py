@@ -99,11 +99,14 @@ async def find_agent(kernel: Kernel, scope: MutableMapping[str, Any], name: str,
     agent = await kernel.get_agent(name)
     if agent is None:
         known = ", ".join(kernel.agent_names) or "none"
-        raise NotFound(
+        error = NotFound(
             f"no agent named {name!r} (agents: {known})",
             param=param,
             code="model_not_found" if param == "model" else "agent_not_found",
         )
+        if param == "model":
+            error.type = "invalid_request_error"  # type: ignore[misc]  # as OpenAI's model_not_found
+        raise error
     scope[AGENT] = agent.name
     return agent
 
