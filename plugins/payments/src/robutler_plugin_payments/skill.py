@@ -223,6 +223,9 @@ class PaymentsSkill(Skill):
                 request_id=ctx.request_id,
                 prices=self.prices,
             )
+            meter: Meter = ctx.state[STATE_KEY]
+            # What the rest of the chain (handoffs, calls to other agents) may still spend.
+            ctx.budget = lambda: meter.remaining_credits(ctx.usage)
 
         # Shielded: a client that leaves (or the deadline) while the ledger reserves must not
         # leave a reservation nobody settles; finalize_connection waits for it and releases it.
