@@ -16,6 +16,7 @@ SUITES = {
     "memory": "bench.memory_bench",
     "longterm": "bench.targets_longterm",
     "vector": "bench.targets_vector",
+    "network": "bench.targets_network",
 }
 
 args = sys.argv[1:]

@@ -18,6 +18,7 @@ from robutler_specs import (
     BadRequest,
     Delta,
     FunctionCallDelta,
+    Handoff,
     LLMCall,
     Message,
     RequestContext,
@@ -60,6 +61,11 @@ async def _incoming(agent: Agent, ctx: RequestContext) -> None:
 NOT_RUN = "Not run: this turn handed the conversation to another agent."
 
 
+def _name(target: Handoff) -> str:
+    """Who answered when the target says nothing more: its name (or URL)."""
+    return target.agent
+
+
 async def hand_off(
     agent: Agent, ctx: RequestContext, inv: ToolInvocation, *, stream: bool
 ) -> AsyncGenerator[Delta | Outcome | ToolResult, None]:
@@ -92,8 +98,11 @@ async def hand_off(
                 if target.remote
                 else kernel.stream_agent(target.agent, inv.messages, parent=ctx)
             )
+            answered: str | None = None
             async with aclosing(chunks) as parts:
                 async for chunk in parts:
+                    if isinstance(chunk.agent, str):
+                        answered = chunk.agent
                     assembler.add(chunk)
                     for choice in chunk.choices:
                         delta = choice.delta
@@ -102,14 +111,16 @@ async def hand_off(
                             yield Delta(content=delta.content, tool_calls=delta.tool_calls)
             result = assembler.result()
             message, finish = result.message, result.finish_reason
+            ctx.answered_by = answered or _name(target)
         else:
             completion = await (
                 complete_remote(agent, ctx, target, inv.messages)
                 if target.remote
                 else kernel.complete_agent(target.agent, inv.messages, parent=ctx)
             )
-            answered = completion.choices[0]
-            message, finish = answered.message, answered.finish_reason or "stop"
+            first = completion.choices[0]
+            message, finish = first.message, first.finish_reason or "stop"
+            ctx.answered_by = completion.agent if isinstance(completion.agent, str) else _name(target)
     except RequestError as exc:
         if sent:
             raise

@@ -150,7 +150,7 @@ def merge_usage(parent: RequestContext, child: RequestContext) -> None:
     )
 
 
-def merge_remote(parent: RequestContext, url: str, completion: ChatCompletion | None, usage: Any) -> None:
+def merge_remote(parent: RequestContext, url: str, usage: Any) -> None:
     """Add what a remote agent reported (``usage``: its tokens and ``cost``) to ``parent``:
     its cost was charged to this agent's credentials, so it is not ``paid``."""
     cost = getattr(usage, "cost", None)
@@ -162,8 +162,6 @@ def merge_remote(parent: RequestContext, url: str, completion: ChatCompletion | 
             credits=cost if isinstance(cost, (int, float)) else None, paid=False,
         )
     )
-    answered = getattr(completion, "agent", None) if completion is not None else None
-    parent.answered_by = answered if isinstance(answered, str) else url
 
 
 async def _target(kernel: Kernel, name: str) -> Agent:
@@ -182,13 +180,10 @@ async def complete_agent(
     agent = await _target(kernel, name)
     ctx = child_context(agent, messages, parent, stream=False)
     try:
-        completion = await Turn(agent, ctx).complete()
+        return await Turn(agent, ctx).complete()
     finally:
         if parent is not None:
             merge_usage(parent, ctx)
-    if parent is not None:
-        parent.answered_by = ctx.answered_by or agent.name
-    return completion
 
 
 async def stream_agent(
@@ -206,8 +201,6 @@ async def stream_agent(
     finally:
         if parent is not None:
             merge_usage(parent, ctx)
-    if parent is not None:
-        parent.answered_by = ctx.answered_by or agent.name
 
 
 def remote_call(parent: RequestContext, target: Handoff, messages: list[Message], *, stream: bool) -> AgentCall:
@@ -223,7 +216,7 @@ async def complete_remote(agent: Agent, parent: RequestContext, target: Handoff,
     completion = await agent.hooks.agent_complete(parent, remote_call(parent, target, messages, stream=False))
     if completion is None:
         raise _no_caller(agent, target)
-    merge_remote(parent, target.agent, completion, completion.usage)
+    merge_remote(parent, target.agent, completion.usage)
     return completion
 
 
@@ -235,21 +228,16 @@ async def stream_remote(
     if chunks is None:
         raise _no_caller(agent, target)
     usage: Any = None
-    answered: ChatCompletionChunk | None = None
     try:
         async for chunk in chunks:
             if chunk.usage:
                 usage = chunk.usage
-            if isinstance(chunk.agent, str):
-                answered = chunk
             yield chunk
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()
-        merge_remote(parent, target.agent, None, usage)
-        if answered is not None and isinstance(answered.agent, str):
-            parent.answered_by = answered.agent
+        merge_remote(parent, target.agent, usage)
 
 
 def _no_caller(agent: Agent, target: Handoff) -> RequestError:
