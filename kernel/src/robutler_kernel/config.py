@@ -55,6 +55,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar request_timeout: seconds one request may take in total.
     :ivar cors_origins: origins allowed by CORS; empty means CORS is off.
     :ivar log_level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
+    :ivar responses_ttl: seconds a stored response (``POST /v1/responses`` with ``store``)
+        is kept for ``GET /v1/responses/{id}`` and ``previous_response_id``; 30 days, as OpenAI.
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +66,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     cors_origins: list[str] = []
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    responses_ttl: Annotated[float, msgspec.Meta(gt=0)] = 2592000.0
 
 
 class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -55,6 +55,16 @@ from .errors import (
 from .hookspecs import KERNEL_HOOKS, SKILL_HOOKS, KernelHooks, SkillHooks
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .provider import ProviderConfig, SSEStream
+from .responses import (
+    FunctionCallItem,
+    InputItem,
+    OutputMessage,
+    OutputText,
+    Response,
+    ResponsesRequest,
+    ResponseUsage,
+    StoredResponse,
+)
 from .routes import HttpRoute
 from .skill import KernelAPI, NoConfig, Skill
 from .store import StateStore
@@ -113,10 +123,12 @@ __all__ = [
     "Forbidden",
     "FunctionCall",
     "FunctionCallDelta",
+    "FunctionCallItem",
     "Handoff",
     "HttpRequest",
     "HttpRoute",
     "Identity",
+    "InputItem",
     "KernelAPI",
     "KernelHooks",
     "LLMCall",
@@ -124,6 +136,8 @@ __all__ = [
     "Message",
     "NoConfig",
     "NotFound",
+    "OutputMessage",
+    "OutputText",
     "PayloadTooLarge",
     "PaymentRequired",
     "PluginError",
@@ -135,12 +149,16 @@ __all__ = [
     "RateLimited",
     "RequestContext",
     "RequestError",
+    "Response",
+    "ResponseUsage",
+    "ResponsesRequest",
     "RetryPolicy",
     "SSEStream",
     "ServiceUnavailable",
     "Skill",
     "SkillHooks",
     "StateStore",
+    "StoredResponse",
     "ToolCall",
     "ToolCallDelta",
     "ToolDefinition",

@@ -22,6 +22,7 @@ from .chat import ChatDoor
 from .completions import CompletionsDoor
 from .endpoints import PluginRouteDoor, SkillEndpointDoor, no_route, not_allowed
 from .health import make_health_routes
+from .responses_door import ResponsesDoor, StoredResponseDoor
 from .routes import error_response, guarded, json_response, make_routes
 
 if TYPE_CHECKING:
@@ -82,11 +83,16 @@ def build_app(kernel: Kernel) -> Any:
         Route("/v1/models", guarded(handlers["models"]), methods=["GET"]),
         Route("/v1/chat/completions", ChatDoor(kernel, by_model=True), methods=["POST"]),
         Route("/v1/completions", CompletionsDoor(kernel), methods=["POST"]),
+        Route("/v1/responses", ResponsesDoor(kernel, by_model=True), methods=["POST"]),
+        Route("/v1/responses/{response_id}", StoredResponseDoor(kernel, by_model=True), methods=["GET", "DELETE"]),
         # Plugin routes come before the kernel's own GET /agents, so a discovery plugin
         # that serves /agents replaces the simple built-in search when it is installed.
         *_plugin_routes(kernel),
         Route("/agents", guarded(handlers["agents"]), methods=["GET"]),
         Route("/{agent}/chat/completions", ChatDoor(kernel, by_model=False), methods=["POST"]),
+        Route("/{agent}/responses", ResponsesDoor(kernel, by_model=False), methods=["POST"]),
+        Route("/{agent}/responses/{response_id}", StoredResponseDoor(kernel, by_model=False),
+              methods=["GET", "DELETE"]),
         Route("/{agent}", guarded(handlers["agent_info"]), methods=["GET"]),
         Route("/{agent}/{path:path}", SkillEndpointDoor(kernel), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]

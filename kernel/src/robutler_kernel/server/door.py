@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from robutler_specs import ChatCompletionChunk, NotFound, RequestError
+from robutler_specs import NotFound, RequestError
 
 from ..turn import ClientGone, Turn, too_slow
 from .responses import encode, internal_error, read_body, send_error, send_json
@@ -126,19 +126,28 @@ def frame(chunk: Any) -> bytes:
     return b"data: " + encode(chunk) + b"\n\n"
 
 
+def error_frame(error: RequestError) -> bytes:
+    """The event of an error after the stream began: ``{"error": ...}``."""
+    return frame(error.to_body())
+
+
 async def answer_sse(
     turn: Turn,
-    chunks: AsyncGenerator[ChatCompletionChunk, None],
+    chunks: AsyncGenerator[Any, None],
     receive: Receive,
     send: Send,
     *,
     render: Callable[[Any], bytes] = frame,
+    render_error: Callable[[RequestError], bytes] = error_frame,
+    done: bytes = DONE,
 ) -> None:
-    """Stream ``chunks`` (the turn's) as server-sent events, ``[DONE]`` last.
+    """Stream ``chunks`` (the turn's) as server-sent events, ``done`` (``[DONE]``) last.
 
     Nothing is sent before the first chunk exists: an error up to there (auth, payment,
-    provider down) still gets its own status and a JSON body. After it, an error is an
-    ``{"error": ...}`` event and ``[DONE]``. A producer task runs the chunks into a buffer
+    provider down) still gets its own status and a JSON body. After it, an error is
+    ``render_error(error)`` (an ``{"error": ...}`` event) and ``done``. Another protocol's
+    door (the Responses API: typed events, no ``[DONE]``) passes its own ``render``,
+    ``render_error`` and ``done``. A producer task runs the chunks into a buffer
     under the turn's guard; this task sends whatever is buffered in one write (chunks that
     arrive together leave together: one ASGI send per chunk costs more than the kernel's own
     work on a chunk). When the client leaves, the guard cancels the producer, which closes
@@ -189,11 +198,11 @@ async def answer_sse(
                 break
         exc = outcome["error"]
         if exc is None:
-            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+            await send({"type": "http.response.body", "body": done, "more_body": False})
             return
         error = exc if isinstance(exc, RequestError) else internal_error(exc)
         log.warning("stream ended with an error: %s", error.message)
-        await send({"type": "http.response.body", "body": frame(error.to_body()) + DONE, "more_body": False})
+        await send({"type": "http.response.body", "body": render_error(error) + done, "more_body": False})
     finally:
         if not producer.done():
             producer.cancel()
@@ -209,6 +218,7 @@ __all__ = [
     "Door",
     "answer_json",
     "answer_sse",
+    "error_frame",
     "find_agent",
     "frame",
     "headers_of",
