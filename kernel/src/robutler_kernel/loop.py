@@ -61,9 +61,10 @@ async def _incoming(agent: Agent, ctx: RequestContext) -> None:
 NOT_RUN = "Not run: this turn handed the conversation to another agent."
 
 
-def _name(target: Handoff) -> str:
-    """Who answered when the target says nothing more: its name (or URL)."""
-    return target.agent
+def _name(target: Handoff, model: str | None) -> str:
+    """Who answered when the target says nothing more: a local target's name; for a remote
+    one the answer's ``model`` (a Robutler agent's name), else its URL."""
+    return (model or target.agent) if target.remote else target.agent
 
 
 async def hand_off(
@@ -111,7 +112,7 @@ async def hand_off(
                             yield Delta(content=delta.content, tool_calls=delta.tool_calls)
             result = assembler.result()
             message, finish = result.message, result.finish_reason
-            ctx.answered_by = answered or _name(target)
+            ctx.answered_by = answered or _name(target, assembler.model)
         else:
             completion = await (
                 complete_remote(agent, ctx, target, inv.messages)
@@ -120,7 +121,7 @@ async def hand_off(
             )
             first = completion.choices[0]
             message, finish = first.message, first.finish_reason or "stop"
-            ctx.answered_by = completion.agent if isinstance(completion.agent, str) else _name(target)
+            ctx.answered_by = completion.agent if isinstance(completion.agent, str) else _name(target, completion.model)
     except RequestError as exc:
         if sent:
             raise
