@@ -6,7 +6,11 @@ Three agents on the offline ``scripted`` model, so that only the kernel's work i
 * ``tool``: an agent that calls one of its own tools, then answers (two LLM calls and a
   tool): the request a handoff replaces, the same amount of model work without one;
 * ``handoff``: an agent that hands the conversation to the target, which answers (two LLM
-  calls, one in each agent's own turn).
+  calls, one in each agent's own turn);
+* ``nli-local``: an agent that asks the target (``ask_agent``, in-process), then answers
+  with what it said (three LLM calls, two turns);
+* ``nli-http``: the same, the target on another server (``robutler-kernel serve`` in its
+  own process, over loopback HTTP): the CPU timed is the calling server's only.
 
 Part 1 times each in-process (CPU microseconds per request, the median of batches,
 alternating the agents batch by batch); part 2 (unless ``--no-load``) serves them with
@@ -44,9 +48,20 @@ ANSWER = [{"content": "Your invoice is paid, thank you for asking."}]
 TARGET = {"model": "scripted/s", "description": "Answers billing questions", "skills": _scripted(ANSWER)}
 
 
-def agents() -> dict[str, dict[str, Any]]:
-    """The three agents (``direct`` is the target itself)."""
-    return {
+def _asking(target: str) -> dict[str, Any]:
+    nli = {"allow_hosts": ["127.0.0.1"], "allow_private": True}
+    ask = {"tool_calls": [{"name": "ask_agent", "arguments": {"agent": target, "message": "billing question"}}]}
+    script = [ask, {"content": "Billing says your invoice is paid."}]
+    return {"model": "scripted/s", "skills": {**_scripted(script), "nli": nli}}
+
+
+def agents(remote: str | None = None) -> dict[str, dict[str, Any]]:
+    """The agents (``direct`` is the target itself); with ``remote``, the URL of the target
+    on another server, ``nli-http`` asks it there."""
+    more = {"nli-local": _asking("direct")}
+    if remote is not None:
+        more["nli-http"] = _asking(remote)
+    return {**more,
         "direct": TARGET,
         "tool": {
             "model": "scripted/s", "tools": ["bench.targets_network:noop"],
@@ -62,16 +77,19 @@ def agents() -> dict[str, dict[str, Any]]:
 # -- in-process ------------------------------------------------------------------------------
 
 
-async def micro(seconds: float) -> list[list[Any]]:
-    """Rows: agent, CPU us/request (median of batches), requests timed, ratio to ``tool``."""
+async def micro(seconds: float, remote: str | None) -> list[list[Any]]:
+    """Rows: agent, CPU us/request (median of batches), requests timed, ratios to ``direct``
+    and to ``tool``."""
+    import robutler_plugin_nli
     import robutler_plugin_scripted
     from robutler_kernel.testing import make_kernel
 
-    kernel = make_kernel(agents(), plugins=[robutler_plugin_scripted])
+    kernel = make_kernel(agents(remote), plugins=[robutler_plugin_scripted, robutler_plugin_nli])
     await kernel.startup()
     messages = [{"role": "user", "content": "I have a billing question"}]
     runners: dict[str, Callable[[], Awaitable[Any]]] = {}
-    for name in ("direct", "tool", "handoff"):
+    names = ["direct", "tool", "handoff", "nli-local"] + (["nli-http"] if remote else [])
+    for name in names:
         agent = kernel.agent(name)
         assert agent is not None
         runners[name] = lambda agent=agent: agent.run(messages)
@@ -90,7 +108,24 @@ async def micro(seconds: float) -> list[list[Any]]:
     finally:
         await kernel.shutdown()
     medians = {name: statistics.median(b) for name, b in batches.items()}
-    return [[name, medians[name], 100 * len(b), medians[name] / medians["tool"]] for name, b in batches.items()]
+    return [
+        [name, medians[name], 100 * len(b), medians[name] / medians["direct"], medians[name] / medians["tool"]]
+        for name, b in batches.items()
+    ]
+
+
+def _remote_target(directory: str) -> Any:
+    """The ``direct`` agent served by ``robutler-kernel serve`` in its own process."""
+    from pathlib import Path
+
+    from robutler_kernel.testing import ServeProcess
+
+    from .targets import to_yaml
+
+    config = Path(directory) / "remote.yaml"
+    config.write_text(to_yaml({"server": {"host": "127.0.0.1", "port": 0, "metrics_port": None},
+                               "agents": {"direct": TARGET}}))
+    return ServeProcess(config, plugins=["scripted"])
 
 
 # -- under load --------------------------------------------------------------------------------
@@ -164,10 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .report import format_table
 
-    rows = asyncio.run(micro(0.3 if args.quick else args.seconds))
-    print("in-process, CPU per request (median of 100-request batches, agents alternating)\n")
-    print(format_table(["agent", "cpu us/request", "requests", "vs tool"], rows))
-    ratio = next(r[3] for r in rows if r[0] == "handoff")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory, _remote_target(directory) as remote:
+        rows = asyncio.run(micro(0.3 if args.quick else args.seconds, f"{remote.url}/direct"))
+    print("CPU of the serving process per request (median of 100-request batches, agents alternating)\n")
+    print(format_table(["agent", "cpu us/request", "requests", "vs direct", "vs tool"], rows))
+    ratio = next(r[4] for r in rows if r[0] == "handoff")
     verdict = "met" if ratio - 1 < HANDOFF_CPU_TARGET else "not met"
     print(f"\na local handoff adds {100 * (ratio - 1):+.1f}% CPU to the request it replaces "
           f"(target < {100 * HANDOFF_CPU_TARGET:.0f}%: {verdict})")
