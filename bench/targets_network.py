@@ -197,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=_ints, default=[1, 32])
     parser.add_argument("--scenarios", type=lambda s: s.split(","), default=["json", "stream"])
     args = parser.parse_args(argv)
-    from .report import format_table
-
     import tempfile
+
+    from .report import format_table
 
     with tempfile.TemporaryDirectory() as directory, _remote_target(directory) as remote:
         rows = asyncio.run(micro(0.3 if args.quick else args.seconds, f"{remote.url}/direct"))
