@@ -36,6 +36,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Where a door notes the request id, so that an error answer carries it too.
 REQUEST_ID = "robutler.request_id"
+#: Where a door notes the request's turn, so that an error answer carries its headers too.
+TURN = "robutler.turn"
 #: Where a door notes the agent, for the metrics' ``agent`` label.
 AGENT = "robutler.agent"
 
@@ -83,12 +85,17 @@ class Door:
         request_id = scope.get(REQUEST_ID)
         if request_id is not None:
             error.headers = {**error.headers, "x-request-id": request_id}
+        turn = scope.get(TURN)
+        if turn is not None and turn.ctx.response_headers:
+            # What finalize_connection reported (the cost of what ran before the error).
+            error.headers = {**turn.ctx.response_headers, **error.headers}
         await send_error(send, error)
 
     def turn(self, scope: Scope, agent: Agent, ctx: Any) -> Turn:
         """A turn for ``ctx`` under ``server.request_timeout``, its id noted for errors."""
         scope[REQUEST_ID] = ctx.request_id
-        return Turn(agent, ctx, timeout=self.kernel.config.server.request_timeout)
+        turn = scope[TURN] = Turn(agent, ctx, timeout=self.kernel.config.server.request_timeout)
+        return turn
 
 
 async def find_agent(kernel: Kernel, scope: MutableMapping[str, Any], name: str, *, param: str | None = None) -> Agent:

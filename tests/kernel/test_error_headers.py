@@ -1,0 +1,32 @@
+"""An error answered after finalize_connection ran carries what it reported (the cost of
+what ran before the error), beside x-request-id."""
+
+from __future__ import annotations
+
+import robutler_plugin_scripted
+from robutler_kernel.testing import kernel_client, make_kernel
+from robutler_specs import Forbidden, LLMCall, LLMResult, RequestContext, Skill, hookimpl
+
+
+class Meter(Skill):
+    """Charges something, then refuses the answer; reports the charge when it ends."""
+
+    name = "meter"
+
+    @hookimpl
+    def after_llm_call(self, ctx: RequestContext, call: LLMCall, result: LLMResult) -> None:
+        raise Forbidden("the answer is not for you")
+
+    @hookimpl
+    def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
+        ctx.response_headers["X-Robutler-Cost"] = "0.25"
+
+
+async def test_an_error_after_work_carries_the_cost_header() -> None:
+    kernel = make_kernel({"a": {"model": "scripted/echo", "skills": {"meter": None}}},
+                         plugins=[robutler_plugin_scripted, Meter])
+    async with kernel_client(kernel) as client:
+        response = await client.post("/a/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 403
+    assert response.headers["x-robutler-cost"] == "0.25"
+    assert response.headers["x-request-id"].startswith("chatcmpl-")
