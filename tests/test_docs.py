@@ -95,8 +95,17 @@ def test_configuration_examples_pass_check(doc: str, tmp_path: Path, monkeypatch
     )
     env = {**os.environ, **EXAMPLE_ENV}
     failures = []
+    # A block whose first line is ``# file: <path>`` is a file of an example (a config, an
+    # agent file of its agents_dir): written out first, and checked when it is the config.
+    named = {m.group(1): block for block in blocks if (m := re.match(r"# file: (\S+)\n", block))}
+    for name, block in named.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(block)
     for i, block in enumerate(blocks):
-        path = tmp_path / f"example{i}.yaml"
+        name = next((n for n, b in named.items() if b is block), None)
+        if name is not None and not name.endswith("robutler.yaml"):
+            continue
+        path = tmp_path / (name or f"example{i}.yaml")
         path.write_text(block)
         report = check_file(path, env=env)
         if not report.ok:

@@ -381,5 +381,6 @@ def test_load_config_remembers_the_file_folder_and_base_dir_is_not_a_key(tmp_pat
     path.write_text("agents: {}\n")
     assert load_config(path).base_dir == str(tmp_path)
     assert parse("agents: {}\n").base_dir is None
-    assert error_of("base_dir: /tmp\n") == "robutler.yaml:1: base_dir: unknown key; expected `server`, `agents`, `plugins`"
-    assert error_of("agent: {}\n") == "robutler.yaml:1: agent: unknown key (did you mean `agents`?); expected `server`, `agents`, `plugins`"
+    expected = "expected `server`, `agents`, `agents_dir`, `plugins`"
+    assert error_of("base_dir: /tmp\n") == f"robutler.yaml:1: base_dir: unknown key (did you mean `agents_dir`?); {expected}"
+    assert error_of("agent: {}\n") == f"robutler.yaml:1: agent: unknown key (did you mean `agents`?); {expected}"

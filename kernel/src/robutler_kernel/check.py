@@ -9,7 +9,9 @@ installed plugins know, and reports all of it together, in file order:
   validate into the skill's ``Config``;
 - each agent's models are served by an installed provider skill;
 - each agent's ``tools:`` import (from ``sys.path`` or the config file's folder);
-- each agent builds (dependencies resolve, the skills accept their settings).
+- each agent builds (dependencies resolve, the skills accept their settings);
+- ``agents_dir`` is a folder, and each of its agent files passes all of the above, its
+  problems at its own ``file:line`` (after the config file's).
 
 A misspelt name gets the nearest installed one (``did you mean``), not an install hint for
 the misspelling; a name nothing resembles gets the ``pip install`` line of the plugin that
@@ -29,7 +31,8 @@ import msgspec
 
 from robutler_specs import AgentSpec, ConfigError, PluginError
 
-from .config import read_tree
+from .config import KernelConfig, read_tree
+from .dynamic import agent_files, folder_of
 from .kernel import Kernel
 from .resolve import package_for
 from .toolrefs import import_ref
@@ -127,14 +130,64 @@ def check_file(
         skills = ", ".join(s.name for s in agent.skills) or "-"
         report.agents.append(f"{name}: model {spec.model}; skills: {skills}; tools: {len(agent.tools)}")
 
-    report.errors = [message for _, message in sorted(loader.errors, key=lambda e: e[0])]
+    file_errors = _check_agents_dir(report, loader, kernel, config, base_dir, env)
+    report.errors = [message for _, message in sorted(loader.errors, key=lambda e: e[0])] + file_errors
     return report
 
 
-def _check_agent(loader: Any, kernel: Kernel, spec: AgentSpec, base_dir: str) -> None:
-    """The agent's skills, models and tools against what is installed; problems go to ``loader``."""
+def _check_agents_dir(
+    report: CheckReport, loader: Any, kernel: Kernel, config: KernelConfig, base_dir: str, env: Mapping[str, str]
+) -> list[str]:
+    """Check every agent file of ``agents_dir`` as the config's agents are checked; the
+    folder's own problem goes to ``loader``, the files' problems are returned (file by
+    file, each in line order)."""
+    if config.agents_dir is None:
+        return []
+    folder = folder_of(config.agents_dir, base_dir)
+    assert folder is not None
+    if not os.path.isdir(folder):
+        loader.error(("agents_dir",), f"`{config.agents_dir}` is not a folder ({folder}); create it or fix the path")
+        return []
+    errors: list[str] = []
+    for name, path in agent_files(folder):
+        shown = os.path.join(config.agents_dir, os.path.basename(path))
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            file_loader, data = read_tree(text, shown, env)
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(f"{shown}: cannot read the agent file: {exc}")
+            continue
+        except ConfigError as exc:  # not YAML
+            errors.append(str(exc))
+            continue
+        spec = file_loader.agent(name, data, (), owner="file name")
+        if name in config.agents:
+            line = loader.line(("agents", name))
+            file_loader.error(
+                (), f"agent `{name}` is also in the config file ({loader.source}:{line}), which wins; rename or remove this file"
+            )
+        if spec is not None and not file_loader.errors:
+            _check_agent(file_loader, kernel, spec, base_dir, ())
+        if spec is not None and not file_loader.errors:
+            try:
+                agent = kernel.build_agent(spec)
+            except (ConfigError, PluginError, ValueError) as exc:
+                _agent_error(file_loader, name, str(exc), ())
+            except Exception as exc:
+                _agent_error(file_loader, name, f"building the agent failed: {type(exc).__name__}: {exc}", ())
+            else:
+                skills = ", ".join(s.name for s in agent.skills) or "-"
+                report.agents.append(f"{name} ({shown}): model {spec.model}; skills: {skills}; tools: {len(agent.tools)}")
+        errors.extend(message for _, message in sorted(file_loader.errors, key=lambda e: e[0]))
+    return errors
+
+
+def _check_agent(loader: Any, kernel: Kernel, spec: AgentSpec, base_dir: str, path: tuple[str | int, ...] | None = None) -> None:
+    """The agent's skills, models and tools against what is installed; problems go to
+    ``loader``, under ``path`` (default ``agents.<name>``; ``()`` for an agent file)."""
     registry = kernel.registry
-    path = ("agents", spec.name)
+    path = ("agents", spec.name) if path is None else path
     for skill_name, settings in spec.skills.items():
         where = (*path, "skills", skill_name)
         cls = registry.skills.get(skill_name)
@@ -173,14 +226,15 @@ def _check_agent(loader: Any, kernel: Kernel, spec: AgentSpec, base_dir: str) ->
 _KEY_PATH = re.compile(r"agents\.(?P<path>[^\s:]+):\s*(?P<message>.*)", re.S)
 
 
-def _agent_error(loader: Any, agent: str, message: str) -> None:
+def _agent_error(loader: Any, agent: str, message: str, base: tuple[str | int, ...] | None = None) -> None:
     """Report a build error at the line of the key it names (``agents.<a>.skills.x.y: ...``,
-    as skills word their errors), else at the agent's line."""
-    path: tuple[str | int, ...] = ("agents", agent)
+    as skills word their errors), else at the agent's line (``base``: where the agent
+    is, default ``agents.<a>``; ``()`` for an agent file)."""
+    path: tuple[str | int, ...] = ("agents", agent) if base is None else base
     match = _KEY_PATH.match(message)
     if match and match.group("path").startswith(f"{agent}."):
         keys = match.group("path")[len(agent) + 1 :].split(".")
-        path = ("agents", agent, *(int(k) if k.isdigit() else k for k in keys))
+        path = (*path, *(int(k) if k.isdigit() else k for k in keys))
         message = match.group("message")
     loader.error(path, message)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import types
 import typing
 from collections.abc import Mapping
@@ -23,22 +22,22 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from robutler_specs import AgentSpec, ConfigError
+from robutler_specs.agentcheck import (
+    AGENT_NAME_RE,
+    MODEL_RE,
+    RESERVED_AGENT_NAMES,
+    TOOL_REF_RE,
+    format_key,
+    name_problem,
+    shown,
+    spec_problems,
+    validation_problem,
+)
 
 from .envvars import expand_env, is_single_reference
 
-#: Agent names that would shadow a kernel route (compared case-insensitively).
-RESERVED_AGENT_NAMES: frozenset[str] = frozenset(
-    {"v1", "health", "ready", "live", "agents", "metrics", "docs", "openapi.json", "favicon.ico", "static", "admin"}
-)
-#: What an agent name (its URL path segment) may look like (matched in full).
-AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-#: ``<provider>/<model>``; the model part may itself contain ``/`` (``openrouter/meta-llama/x``).
-MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/\S+")
-#: A plain-Python tool reference, ``module:function``.
-TOOL_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-
-#: The top-level sections of a configuration file.
-SECTIONS: tuple[str, ...] = ("server", "agents", "plugins")
+#: The top-level keys of a configuration file.
+SECTIONS: tuple[str, ...] = ("server", "agents", "agents_dir", "plugins")
 
 #: A TCP port; ``0`` asks the OS for a free one.
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -75,6 +74,8 @@ class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar server: the HTTP server.
     :ivar agents: agent name (its URL path) to its spec; ``spec.name`` equals the key.
     :ivar plugins: kernel-level settings per plugin name, free-form (the plugin validates them).
+    :ivar agents_dir: a folder of agent files (``<name>.yaml``, one agent each), loaded on
+        their first request and reloaded when they change; relative to ``base_dir``.
     :ivar base_dir: the folder of the file the config was read from (``None`` for a config
         built in code); ``tools: ["module:function"]`` are also looked up there. Not a key of
         the file.
@@ -83,6 +84,7 @@ class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     agents: dict[str, AgentSpec] = {}
     plugins: dict[str, dict[str, Any]] = {}
+    agents_dir: str | None = None
     base_dir: str | None = None
 
 
@@ -135,6 +137,21 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> KernelC
     return _Loader(source, {}).validate(data)
 
 
+def parse_agent_file(text: str, name: str, source: str, env: Mapping[str, str] | None = None) -> AgentSpec:
+    """Parse one agent file of ``agents_dir`` (the shape of one entry of ``agents:``) into
+    the agent called ``name`` (its file name): the same ``${...}`` substitution and rules
+    as the config file, errors at ``source:line: key.path``. An empty file is an agent
+    with every default; a ``name:`` in the file must equal ``name``.
+
+    :raises ConfigError: every problem found.
+    """
+    loader, data = read_tree(text, source, os.environ if env is None else env)
+    spec = loader.agent(name, data, (), owner="file name")
+    loader.raise_errors()
+    assert spec is not None
+    return spec
+
+
 def default_config() -> KernelConfig:
     """The configuration used without a file: one offline ``assistant`` agent on ``scripted/echo``."""
     agent = AgentSpec(
@@ -169,7 +186,8 @@ class _Loader:
         # A key that is not in the file (a default, a merged key) is reported at its nearest parent.
         line = self.line(path)
         location = f"{self.source}:{line}" if line else self.source
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        key = format_key(path)
+        message = shown(message)  # one line per problem, whatever the file's text holds
         self.errors.append((line, f"{location}: {key}: {message}" if key else f"{location}: {message}"))
 
     def raise_errors(self) -> None:
@@ -239,7 +257,11 @@ class _Loader:
             for name, raw in self.mapping(data.get("plugins"), ("plugins",)).items()
             if (value := self.convert(_as_data(raw), dict[str, Any], ("plugins", name))) is not None
         }
-        return KernelConfig(server=server or ServerConfig(), agents=agents, plugins=plugins)
+        agents_dir = self.convert(data.get("agents_dir"), str | None, ("agents_dir",))
+        if agents_dir == "":
+            self.error(("agents_dir",), "must not be empty; leave the key out for no agents folder")
+            agents_dir = None
+        return KernelConfig(server=server or ServerConfig(), agents=agents, plugins=plugins, agents_dir=agents_dir)
 
     def mapping(self, value: Any, path: _KeyPath) -> Mapping[Any, Any]:
         if value is None or isinstance(value, Mapping):
@@ -247,36 +269,24 @@ class _Loader:
         self.error(path, f"expected a mapping, got {_kind(value)}")
         return {}
 
-    def agent(self, name: Any, raw: Any) -> AgentSpec | None:
-        path: _KeyPath = ("agents", name)
+    def agent(self, name: Any, raw: Any, path: _KeyPath | None = None, *, owner: str = "agent's key") -> AgentSpec | None:
+        """Check one agent (``raw``, plain data) called ``name``; its problems are recorded
+        under ``path`` (default ``agents.<name>``; ``()`` for an agent file, whose
+        ``owner`` of the name is its file name)."""
+        path = ("agents", name) if path is None else path
         if not isinstance(name, str):
             self.error(path, f"agent names must be strings, got {_kind(name)}; quote it: `'{name}':`")
             return None
-        if not AGENT_NAME_RE.fullmatch(name):
-            self.error(path, "invalid agent name: use 1-64 letters, digits, `_`, `.` or `-`, starting with a letter or digit")
-        elif name.lower() in RESERVED_AGENT_NAMES:
-            self.error(path, f"`{name}` is reserved for a kernel route; reserved: {', '.join(sorted(RESERVED_AGENT_NAMES))}")
+        if (problem := name_problem(name)) is not None:
+            self.error(path, problem)
         raw = _as_data(raw)
         if isinstance(raw, Mapping) and raw.get("name") not in (None, "", name):
-            self.error((*path, "name"), f"`{raw['name']}` does not match the agent's key `{name}`; remove it or make them equal")
+            self.error((*path, "name"), f"`{shown(str(raw['name']))}` does not match the {owner} `{name}`; remove it or make them equal")
         spec: AgentSpec | None = self.convert({**raw, "name": name} if isinstance(raw, Mapping) else raw, AgentSpec, path)
         if spec is None:
             return None
-        for field in ("model", "allowed_models"):
-            value = getattr(spec, field)
-            if field == "model" and value == []:
-                self.error((*path, field), "must not be an empty list")
-            for i, model in enumerate([value] if isinstance(value, str) else value):
-                if not MODEL_RE.fullmatch(model):
-                    where = (*path, field) if isinstance(value, str) else (*path, field, i)
-                    self.error(where, f"`{model}` is not `<provider>/<model>` (e.g. `openai/gpt-4o`)")
-        for i, ref in enumerate(spec.tools):
-            if not TOOL_REF_RE.fullmatch(ref):
-                self.error((*path, "tools", i), f"`{ref}` is not a `module:function` reference")
-        if spec.max_tool_rounds < 0:
-            self.error((*path, "max_tool_rounds"), f"must be >= 0, got {spec.max_tool_rounds}")
-        if spec.tool_timeout <= 0:
-            self.error((*path, "tool_timeout"), f"must be > 0 seconds, got {spec.tool_timeout}")
+        for where, message in spec_problems(spec):
+            self.error((*path, *where), message)
         return spec
 
     def convert(self, value: Any, type_: Any, path: _KeyPath, *, strict: bool = True) -> Any:
@@ -285,11 +295,7 @@ class _Loader:
         try:
             return msgspec.convert(self.coerce(value, type_, path), type_, strict=strict)
         except msgspec.ValidationError as exc:
-            message, _, at = str(exc).partition(" - at `$")
-            sub: list[str | int] = [int(i) if i.isdigit() else f for f, i in re.findall(r"\.(\w+)|\[(\d+)\]", at.split("[...]")[0])]
-            if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", message):
-                sub.append(unknown.group(1))
-                message = "unknown key" + (_suggest(unknown.group(1), type_) if not at else "")
+            sub, message = validation_problem(exc, type_)
             self.error((*path, *sub), message)
             return None
 
@@ -326,13 +332,6 @@ def _child(type_: Any, container: type, key: Any) -> Any:
     return args[0] if container is list and origin is list else Any
 
 
-def _suggest(key: Any, type_: Any) -> str:
-    if not (isinstance(type_, type) and issubclass(type_, msgspec.Struct)):
-        return ""
-    close = difflib.get_close_matches(str(key), list(_fields(type_)), n=1)
-    return f" (did you mean `{close[0]}`?)" if close else ""
-
-
 def _as_data(value: Any) -> Any:
     """``None`` (``server:`` with nothing under it) means all defaults; a Struct given from code
     (``AgentSpec(...)`` in :func:`config_from_dict`) is read as its fields."""
@@ -355,13 +354,17 @@ def _yaml_error(exc: YAMLError, source: str) -> str:
 
 
 __all__ = [
+    "AGENT_NAME_RE",
+    "MODEL_RE",
     "RESERVED_AGENT_NAMES",
     "SECTIONS",
+    "TOOL_REF_RE",
     "KernelConfig",
     "ServerConfig",
     "config_from_dict",
     "default_config",
     "expand_env",
     "load_config",
+    "parse_agent_file",
     "parse_config",
 ]

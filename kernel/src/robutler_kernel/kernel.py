@@ -13,6 +13,7 @@ from robutler_specs import AgentSpec, ChatCompletion, ChatCompletionChunk, Messa
 from . import network
 from .agent import Agent
 from .config import KernelConfig, config_from_dict, default_config
+from .dynamic import DynamicAgents
 from .hooks import KernelHookCaller
 from .metrics import observe_request
 from .plugins import PluginRegistry
@@ -61,7 +62,8 @@ class Kernel:
         #: start-up (``robutler_state_store``).
         self.state_store: StateStore = MemoryStateStore()
         self._agents: dict[str, Agent] = {name: self.build_agent(spec) for name, spec in config.agents.items()}
-        self._dynamic_lock = asyncio.Lock()
+        #: Agents from ``agents_dir`` and ``robutler_resolve_agent``: loaded, reloaded, removed.
+        self.dynamic = DynamicAgents(self)
         self._start_lock = asyncio.Lock()
         self.started = False
         self.stopping = False
@@ -81,33 +83,30 @@ class Kernel:
     # -- agents ------------------------------------------------------------------------
 
     def agent(self, name: str) -> Agent | None:
-        """A configured (or already resolved dynamic) agent by name."""
-        return self._agents.get(name)
+        """A configured (or already loaded dynamic) agent by name."""
+        return self._agents.get(name) or self.dynamic.loaded(name)
 
     @property
     def agent_names(self) -> list[str]:
-        """Names of every agent known so far."""
-        return list(self._agents)
+        """Names of every agent loaded so far (the config's, then dynamic ones)."""
+        return [*self._agents, *self.dynamic.names()]
+
+    def listed_agent_names(self) -> list[str]:
+        """The names to list (``/v1/models``, ``/agents``): the loaded agents and every
+        agent file of ``agents_dir``, loaded or not."""
+        names = self.agent_names
+        return names + [n for n in self.dynamic.file_names() if n not in names]
 
     async def get_agent(self, name: str) -> Agent | None:
-        """An agent by name; unknown names are offered to ``robutler_resolve_agent``."""
+        """An agent by name: the config's, else a dynamic one (``agents_dir``, then
+        ``robutler_resolve_agent``; see :mod:`.dynamic`).
+
+        :raises AgentConfigError: the agent's file or spec is broken.
+        """
         agent = self._agents.get(name)
-        if agent is not None or not self.hooks.resolves_agents:
+        if agent is not None:
             return agent
-        async with self._dynamic_lock:
-            agent = self._agents.get(name)
-            if agent is None:
-                spec = await self.hooks.robutler_resolve_agent(name)
-                if spec is None:
-                    return None
-                if not spec.name:
-                    spec = AgentSpec(**{**_fields(spec), "name": name})
-                agent = self.build_agent(spec)
-                for skill in agent.skills:
-                    await skill.start()
-                self._agents[name] = agent
-                self.agents[name] = spec
-        return agent
+        return await self.dynamic.get(name)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
         """The ``plugins.<name>`` section of the config (``{}`` when absent)."""
@@ -142,6 +141,7 @@ class Kernel:
         async with self._start_lock:
             if self.started:
                 return
+            self.dynamic.startup()
             await self.hooks.robutler_startup(self)
             shared = await self.hooks.robutler_state_store(self)
             if shared is not None:
@@ -164,6 +164,7 @@ class Kernel:
                     await skill.stop()
                 except Exception:
                     log.exception("skill %r of agent %r failed to stop", skill.name, agent.name)
+        await self.dynamic.close()
         await self.hooks.robutler_shutdown(self)
         self.started = False
 
@@ -188,6 +189,3 @@ class Kernel:
             self._app = build_app(self)
         return self._app
 
-
-def _fields(spec: AgentSpec) -> dict[str, Any]:
-    return {f: getattr(spec, f) for f in spec.__struct_fields__}

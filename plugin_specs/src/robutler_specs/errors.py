@@ -170,6 +170,16 @@ class ToolError(Exception):
     failure."""
 
 
+class AgentConfigError(RequestError):
+    """An agent exists but its configuration is broken (a file of ``agents_dir``, a row of
+    a plugin's agent store): a 500 ``agent_config_error`` whose message says where (the
+    file and line, or the table) and what, for that agent alone."""
+
+    status = 500
+    type = "server_error"
+    default_code = "agent_config_error"
+
+
 class ConfigError(Exception):
     """A configuration problem found at start-up; the message names file, line and key."""
 
@@ -179,6 +189,7 @@ class PluginError(Exception):
 
 
 __all__ = [
+    "AgentConfigError",
     "BadRequest",
     "ConfigError",
     "ContentBlocked",

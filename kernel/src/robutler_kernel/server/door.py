@@ -105,7 +105,7 @@ async def find_agent(kernel: Kernel, scope: MutableMapping[str, Any], name: str,
         await kernel.startup()
     agent = await kernel.get_agent(name)
     if agent is None:
-        known = ", ".join(kernel.agent_names) or "none"
+        known = ", ".join(kernel.listed_agent_names()) or "none"
         error = NotFound(
             f"no agent named {name!r} (agents: {known})",
             param=param,

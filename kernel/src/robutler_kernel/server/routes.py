@@ -32,7 +32,8 @@ def make_routes(kernel: Kernel) -> dict[str, Any]:
 
     async def models(request: Request) -> Response:
         created = int(time.time())
-        return json_response(ModelList(data=[ModelCard(id=n, created=created) for n in kernel.agent_names]))
+        names = kernel.listed_agent_names()
+        return json_response(ModelList(data=[ModelCard(id=n, created=created) for n in names]))
 
     async def agent_info(request: Request) -> Response:
         agent = await find_agent(kernel, request.scope, request.path_params["agent"])
@@ -45,8 +46,15 @@ def make_routes(kernel: Kernel) -> dict[str, Any]:
         except ValueError:
             raise BadRequest("top_k must be an integer", param="top_k") from None
         scored = []
-        for name in kernel.agent_names:
-            info = kernel.agent(name).info()  # type: ignore[union-attr]
+        for name in kernel.listed_agent_names():
+            try:
+                # An agent file not loaded yet is loaded here (its info needs the build).
+                agent = kernel.agent(name) or await kernel.get_agent(name)
+            except RequestError:
+                continue  # a broken agent file: its own requests say what is wrong
+            if agent is None:
+                continue
+            info = agent.info()
             haystack = " ".join([name, info["description"], *info["intents"]]).lower()
             score = sum(haystack.count(word) for word in query) if query else 1
             if score:
