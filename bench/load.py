@@ -27,6 +27,8 @@ from typing import Any
 import aiohttp
 import psutil
 
+from robutler_kernel import eventloop
+
 DONE = b"data: [DONE]\n\n"
 
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument("--watch", default="", help="name=pid,... whose CPU share to report")
     args = parser.parse_args(argv)
-    json.dump(asyncio.run(run(args)), sys.stdout)
+    json.dump(eventloop.run(run(args)), sys.stdout)
     sys.stdout.write("\n")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from robutler_specs import ConfigError, PluginError
 
+from . import eventloop
 from .config import KernelConfig, default_config, load_config
 from .kernel import Kernel
 
@@ -81,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Try:\n  curl {url}/{first}/chat/completions -H 'Content-Type: application/json' -d '{body}'", flush=True)
 
     try:
-        asyncio.run(serve(kernel, host, port, access_log=args.access_log, ready=ready))
+        eventloop.run(serve(kernel, host, port, access_log=args.access_log, ready=ready))
     except ListenError as exc:
         return _fail(str(exc))
     return 0
