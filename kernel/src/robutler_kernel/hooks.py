@@ -103,6 +103,13 @@ class Hook:
     def __bool__(self) -> bool:
         return bool(self.impls)
 
+    def only(self, plugins: list[str]) -> Hook:
+        """The same hook, with the implementations of ``plugins`` alone."""
+        copy = object.__new__(Hook)
+        copy.name, copy.trace = self.name, self.trace
+        copy.impls = [impl for impl in self.impls if impl[2] in plugins]
+        return copy
+
     @property
     def plugins(self) -> list[str]:
         """The plugins implementing the hook, in call order."""

@@ -14,7 +14,7 @@ from . import network
 from .agent import Agent
 from .config import KernelConfig, config_from_dict, default_config
 from .dynamic import DynamicAgents
-from .hooks import KernelHookCaller
+from .hooks import Hook, KernelHookCaller
 from .metrics import observe_request
 from .plugins import PluginRegistry
 from .state_store import MemoryStateStore
@@ -52,8 +52,12 @@ class Kernel:
         for plugin in plugins:
             self.registry.add(plugin)
         if discover:
-            self.registry.discover(env)
+            # Plugins that name their skills are imported when an agent needs them.
+            self.registry.discover(env, lazy=True, sections=config.plugins)
         self.hooks = KernelHookCaller(self.registry.pm)
+        self._plugins_seen = len(self.registry.plugins)
+        #: Plugins imported after start-up (a dynamic agent needed them): started on first use.
+        self._late_plugins: list[str] = []
         #: Agent specs by name, for plugins (``robutler_startup(kernel)``).
         self.agents: dict[str, AgentSpec] = dict(config.agents)
         #: Free space for plugins to keep kernel-wide objects in.
@@ -78,7 +82,19 @@ class Kernel:
         tools = [load_tool(ref, agent=spec.name, base_dir=self.config.base_dir) for ref in spec.tools]
         agent = Agent(spec, skills, pm, tools, kernel=self)
         agent.observers.append(observe_request)
+        if len(self.registry.plugins) != self._plugins_seen:  # building it imported plugins
+            new = list(self.registry.plugins)[self._plugins_seen :]
+            self._plugins_seen = len(self.registry.plugins)
+            self.hooks = KernelHookCaller(self.registry.pm)
+            if getattr(self, "started", False):
+                self._late_plugins.extend(new)
         return agent
+
+    async def _start_late_plugins(self) -> None:
+        """``robutler_startup`` of plugins imported after the kernel started."""
+        names, self._late_plugins = self._late_plugins, []
+        if names:
+            await Hook(self.registry.pm.hook.robutler_startup).only(names).call(kernel=self)
 
     # -- agents ------------------------------------------------------------------------
 
@@ -106,7 +122,10 @@ class Kernel:
         agent = self._agents.get(name)
         if agent is not None:
             return agent
-        return await self.dynamic.get(name)
+        agent = await self.dynamic.get(name)
+        if self._late_plugins:
+            await self._start_late_plugins()
+        return agent
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
         """The ``plugins.<name>`` section of the config (``{}`` when absent)."""

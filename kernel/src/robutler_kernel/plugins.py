@@ -4,6 +4,14 @@ Plugins are modules named by entry points in the ``robutler.plugins`` group. Loa
 guarded: a plugin that fails to import is named in the error together with the way to switch
 it off. ``ROBUTLER_LOAD_PLUGINS`` (comma-separated allowlist) and ``ROBUTLER_DISABLE_PLUGINS``
 (blocklist) choose which entry points load. Tests skip discovery and pass plugins explicitly.
+
+Plugins are imported when needed. A plugin that names its skills in the ``robutler.skills``
+entry point group (``short_term_memory = "robutler_plugin_memory"``) is imported only when
+an agent uses one of them (as a configured skill, a model's provider, a required skill), or
+when the config has a ``plugins.<name>`` section for it: a server with one agent on openai
+does not import, nor hold in memory, the SDKs of the plugins it does not use. A plugin that
+names none is imported at start-up, as before. ``discover(lazy=False)`` imports them all
+(``robutler-kernel plugins`` and ``check``).
 """
 
 from __future__ import annotations
@@ -65,9 +73,13 @@ def _names(value: str | None) -> set[str] | None:
     return names or None
 
 
-def entry_points() -> list[importlib.metadata.EntryPoint]:
-    """The installed entry points of the ``robutler.plugins`` group, sorted by name."""
-    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+def entry_points(group: str = ENTRY_POINT_GROUP) -> list[importlib.metadata.EntryPoint]:
+    """The installed entry points of ``group`` (``robutler.plugins``), sorted by name."""
+    return sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
+
+
+#: Where a plugin names the skills it provides, so that it is imported only when needed.
+SKILLS_GROUP = "robutler.skills"
 
 
 class PluginRegistry:
@@ -83,30 +95,77 @@ class PluginRegistry:
         self.plugins: dict[str, PluginInfo] = {}
         self.skills: dict[str, type[Skill]] = {}
         self.skill_plugin: dict[str, str] = {}
+        #: Entry points allowed but not imported yet (lazy discovery), by plugin name.
+        self.pending: dict[str, importlib.metadata.EntryPoint] = {}
+        #: Skill name -> the pending plugin that says it provides it.
+        self._provides: dict[str, str] = {}
 
     # -- loading ---------------------------------------------------------------------
 
-    def discover(self, env: Mapping[str, str] | None = None) -> None:
-        """Load every installed plugin entry point, honouring the allow/block lists."""
+    def discover(
+        self, env: Mapping[str, str] | None = None, *, lazy: bool = False, sections: Iterable[str] = ()
+    ) -> None:
+        """Find the installed plugin entry points, honouring the allow/block lists, and
+        import them: all of them, or with ``lazy`` only those that name no skills and those
+        with a ``plugins:`` section in ``sections``; the others wait for :meth:`ensure`."""
         env = os.environ if env is None else env
         allow = _names(env.get(ENV_LOAD))
         block = _names(env.get(ENV_DISABLE)) or set()
         for ep in entry_points():
             if ep.name in block or (allow is not None and ep.name not in allow):
                 continue
-            if ep.name in self.plugins:
+            if ep.name not in self.plugins:
+                self.pending[ep.name] = ep
+        by_module = {ep.value.split(":", 1)[0]: name for name, ep in self.pending.items()}
+        declared: set[str] = set()
+        for skill_ep in entry_points(SKILLS_GROUP):
+            plugin = by_module.get(skill_ep.value.split(":", 1)[0])
+            if plugin is not None:
+                self._provides.setdefault(skill_ep.name, plugin)
+                declared.add(plugin)
+        wanted = set(sections)
+        for name in list(self.pending):
+            if not lazy or name not in declared or name in wanted:
+                self._load(name)
+
+    def _load(self, name: str) -> None:
+        ep = self.pending.pop(name, None)
+        if ep is None:
+            return
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        try:
+            module = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {ep.name!r} ({dist or ep.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}. Fix or uninstall it, or switch it off "
+                f"with {ENV_DISABLE}={ep.name}"
+            ) from exc
+        self.add(module, name=ep.name, distribution=dist, version=version)
+
+    def ensure(self, skills: Iterable[str]) -> None:
+        """Import the pending plugins that provide ``skills`` and the skills they require
+        (a name no plugin declares imports every pending plugin: it may be anyone's)."""
+        todo = [s for s in skills if s not in self.skills]
+        while todo and self.pending:
+            name = todo.pop()
+            if name in self.skills:
                 continue
-            dist = ep.dist.name if ep.dist else None
-            version = ep.dist.version if ep.dist else None
-            try:
-                module = ep.load()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {ep.name!r} ({dist or ep.value}) failed to load: "
-                    f"{type(exc).__name__}: {exc}. Fix or uninstall it, or switch it off "
-                    f"with {ENV_DISABLE}={ep.name}"
-                ) from exc
-            self.add(module, name=ep.name, distribution=dist, version=version)
+            plugin = self._provides.get(name)
+            if plugin is not None and plugin in self.pending:
+                self._load(plugin)
+            elif plugin is None:
+                for pending in list(self.pending):
+                    self._load(pending)
+            skill = self.skills.get(name)
+            if skill is not None:
+                todo.extend(r for r in skill.requires if r not in self.skills)
+
+    def ensure_agent_caller(self) -> None:
+        """Import pending plugins until one provides a skill that calls remote agents."""
+        while self.pending and not any(s.calls_agents for s in self.skills.values()):
+            self._load(next(iter(self.pending)))
 
     def add(
         self,
@@ -165,6 +224,9 @@ class PluginRegistry:
         """The skills an agent runs: configured ones, the providers of its models, and
         their dependencies (resolved transitively)."""
         requested = list(agent.skills)
+        prefixes = [m.split("/", 1)[0] for m in agent.models + list(agent.allowed_models)]
+        # A provider's skill is named after its prefix by convention (openai, anthropic).
+        self.ensure([*requested, *(p for p in prefixes if not self.provider_skill(p))])
         for model in agent.models + list(agent.allowed_models):
             prefix = model.split("/", 1)[0]
             if any(self.skills[s].provider == prefix for s in requested if s in self.skills):
@@ -178,6 +240,8 @@ class PluginRegistry:
                 )
             requested.append(provider)
         remote = [h.agent for h in agent.handoff_targets if h.remote]
+        if remote:
+            self.ensure_agent_caller()
         if remote and not any(s in self.skills and self.skills[s].calls_agents for s in requested):
             caller = next((name for name, skill in self.skills.items() if skill.calls_agents), None)
             if caller is None:
@@ -186,6 +250,7 @@ class PluginRegistry:
                     "agents; pip install robutler-plugin-nli"
                 )
             requested.append(caller)
+        self.ensure(requested)
         requires = {name: skill.requires for name, skill in self.skills.items()}
         return resolve_skills(requested, requires, agent=agent.name)
 
