@@ -25,6 +25,10 @@ test = ["robutler-kernel[testing]>=0.1.0", "robutler-plugin-scripted>=0.1.0"]
 [project.entry-points."robutler.plugins"]
 {snake} = "robutler_plugin_{snake}"
 
+# The skills it provides: the kernel imports the plugin only when an agent uses one.
+[project.entry-points."robutler.skills"]
+{snake} = "robutler_plugin_{snake}"
+
 [tool.setuptools.packages.find]
 where = ["src"]
 
