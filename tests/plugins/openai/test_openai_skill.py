@@ -30,6 +30,7 @@ def test_config_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     plain = msgspec.convert({}, OpenAIConfig)
     assert (plain.api_key, plain.base_url) == (PLACEHOLDER_API_KEY, OPENAI_BASE_URL)
     assert (plain.timeout, plain.connect_timeout, plain.default_params) == (300.0, 5.0, {})
+    assert plain.transport == "direct"  # the fast path is the default
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
     from_env = msgspec.convert({}, OpenAIConfig)
