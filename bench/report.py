@@ -13,7 +13,9 @@ from .procs import ROOT
 from .targets import TARGETS, Target
 
 #: Robutler's throughput as a share of the pass-through's, at least.
-THROUGHPUT_RATIO_TARGET = 0.70
+THROUGHPUT_RATIO_TARGET = 0.80
+#: Robutler's server CPU per request as a multiple of the pass-through's, at most.
+CPU_RATIO_TARGET = 1.25
 #: Robutler's p50 minus the pass-through's at concurrency 1, in ms, below.
 ADDED_P50_TARGET_MS = 1.0
 
@@ -75,6 +77,7 @@ def comparisons(rows: Sequence[dict[str, Any]], targets: dict[str, Target] = TAR
             "baseline": base["target"], "throughput_ratio": ratio, "added_p50_ms": added,
             "cpu_per_request_ratio": cost / base_cost if cost and base_cost else None,
             "throughput_ok": None if ratio is None else ratio >= THROUGHPUT_RATIO_TARGET,
+            "cpu_ok": None if not cost or not base_cost else cost / base_cost <= CPU_RATIO_TARGET,
             "latency_ok": None if added is None or row["concurrency"] != 1 else added < ADDED_P50_TARGET_MS,
         })
     return out
@@ -117,7 +120,7 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> list[str]:
         ratio = c["throughput_ratio"]
         text = f"{where} throughput {100 * ratio:.1f}% (target >= {100 * THROUGHPUT_RATIO_TARGET:.0f}%: {_ok(c['throughput_ok'])})" if ratio is not None else f"{where} no throughput"
         if c["cpu_per_request_ratio"] is not None:
-            text += f"; server CPU per request x{c['cpu_per_request_ratio']:.2f}"
+            text += f"; server CPU per request x{c['cpu_per_request_ratio']:.2f} (target <= {CPU_RATIO_TARGET:g}: {_ok(c['cpu_ok'])})"
         if c["concurrency"] == 1 and c["added_p50_ms"] is not None:
             text += f"; added p50 {c['added_p50_ms']:+.2f} ms (target < {ADDED_P50_TARGET_MS:g} ms: {_ok(c['latency_ok'])})"
         lines.append(text)

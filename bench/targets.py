@@ -80,7 +80,8 @@ class Target:
 
 
 def openai_agent(upstream: str) -> dict[str, Any]:
-    """One agent on the OpenAI plugin, pointed at the fake upstream."""
+    """One agent on the OpenAI plugin, pointed at the fake upstream, configured as the
+    README writes it (the plugin's defaults: the direct transport)."""
     return {
         "agents": {
             AGENT: {
@@ -91,10 +92,11 @@ def openai_agent(upstream: str) -> dict[str, Any]:
     }
 
 
-def openai_direct_agent(upstream: str) -> dict[str, Any]:
-    """The same agent with the openai plugin's ``direct`` transport (aiohttp, no SDK)."""
+def openai_sdk_agent(upstream: str) -> dict[str, Any]:
+    """The same agent with the openai plugin's ``sdk`` transport (chat calls through the
+    official SDK's ``AsyncOpenAI``)."""
     config = openai_agent(upstream)
-    config["agents"][AGENT]["skills"]["openai"]["transport"] = "direct"
+    config["agents"][AGENT]["skills"]["openai"]["transport"] = "sdk"
     return config
 
 
@@ -128,16 +130,16 @@ TARGETS: dict[str, Target] = {
         Target(
             "robutler",
             "robutler",
-            "robutler-kernel serve, one agent on openai/fake-model (robutler-plugin-openai)",
+            "robutler-kernel serve, one agent on openai/fake-model as the README configures it (the openai plugin's defaults)",
             config=openai_agent,
             baseline="passthrough",
             needs=("robutler_plugin_openai",),
         ),
         Target(
-            "robutler-direct",
+            "robutler-sdk",
             "robutler",
-            "robutler-kernel serve, the same agent with the openai plugin's direct transport (aiohttp, no SDK per call)",
-            config=openai_direct_agent,
+            "robutler-kernel serve, the same agent with the openai plugin's sdk transport (AsyncOpenAI per call)",
+            config=openai_sdk_agent,
             baseline="passthrough",
             needs=("robutler_plugin_openai",),
         ),
@@ -166,7 +168,7 @@ TARGETS: dict[str, Target] = {
     ]
 }
 
-DEFAULT_TARGETS = ("robutler", "robutler-direct", "passthrough", "direct")
+DEFAULT_TARGETS = ("robutler", "robutler-sdk", "passthrough", "direct")
 
 
 def select(names: list[str]) -> list[Target]:

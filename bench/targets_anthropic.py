@@ -3,14 +3,14 @@
 Two Robutler targets in the same run, each behind ``robutler-kernel serve``, each through its
 provider's official SDK, each against its own zero-latency fake upstream:
 
-* ``robutler`` (from ``bench/targets.py``): an agent on ``openai/fake-model`` against
-  ``python -m robutler_kernel.testing.fake_openai``;
+* ``robutler-sdk`` (from ``bench/targets.py``): an agent on ``openai/fake-model`` through
+  the openai SDK (``transport: sdk``) against ``python -m robutler_kernel.testing.fake_openai``;
 * ``robutler-anthropic``: an agent on ``anthropic/fake-model`` against
   ``python -m robutler_kernel.testing.fake_anthropic`` (Messages API JSON, and event
   streams: 15 events for the ten-word answer, translated into OpenAI chunks).
 
 The harness (:func:`bench.runner.run`) alternates them round by round in every cell (JSON and
-stream, concurrency 1 and 64); ``robutler`` is ``robutler-anthropic``'s baseline, so the
+stream, concurrency 1 and 64); ``robutler-sdk`` is ``robutler-anthropic``'s baseline, so the
 ratio printed is anthropic / openai. The issue's target: the anthropic path keeps at least
 80% of the openai path's throughput (:data:`RATIO_TARGET`).
 
@@ -49,6 +49,10 @@ def anthropic_agent(base_url: str) -> dict[str, Any]:
     }
 
 
+#: The openai path through its SDK: like for like with the anthropic plugin's SDK path.
+BASE = "robutler-sdk"
+
+
 def anthropic_target(base_url: str) -> Target:
     """The ``robutler-anthropic`` target, its agent pointed at ``base_url`` (the harness's
     own upstream argument is the OpenAI fake's, which this target does not use)."""
@@ -58,7 +62,7 @@ def anthropic_target(base_url: str) -> Target:
         "robutler-kernel serve, one agent on anthropic/fake-model (robutler-plugin-anthropic) "
         "against the fake Anthropic upstream",
         config=lambda _openai_upstream: anthropic_agent(base_url),
-        baseline="robutler",
+        baseline=BASE,
         needs=("robutler_plugin_anthropic", "robutler_plugin_openai"),
     )
 
@@ -84,7 +88,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     index = {(r["scenario"], r["concurrency"], r["target"]): r for r in rows}
     table, lines = [], []
     for scenario, concurrency in dict.fromkeys((r["scenario"], r["concurrency"]) for r in rows):
-        openai_row, anthropic_row = index.get((scenario, concurrency, "robutler")), index.get((scenario, concurrency, NAME))
+        openai_row, anthropic_row = index.get((scenario, concurrency, BASE)), index.get((scenario, concurrency, NAME))
         if openai_row is None or anthropic_row is None:
             continue
         ratio = anthropic_row["rps"] / openai_row["rps"] if openai_row["rps"] else None
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     log_dir.mkdir(parents=True, exist_ok=True)
     with P.ProcessSet() as procs:
         base_url = start_upstream(procs, plan, log_dir)
-        targets = [anthropic_target(base_url), TARGETS["robutler"]]
+        targets = [anthropic_target(base_url), TARGETS[BASE]]
         missing = [m for t in targets for m in t.missing()]
         if missing:
             raise SystemExit(f"error: install {', '.join(sorted(set(missing)))} (pip install -e plugins/...)")

@@ -15,7 +15,7 @@ from robutler_kernel.config import parse_config
 
 def test_the_agent_config_points_at_the_anthropic_upstream() -> None:
     target = anthropic_target("http://127.0.0.1:4321")
-    assert (target.name, target.baseline) == (NAME, "robutler")
+    assert (target.name, target.baseline) == (NAME, "robutler-sdk")
     config = server_config(target, "http://127.0.0.1:1234/v1", port=8123, metrics_port=9123)
     parsed = parse_config(to_yaml(config), source="anthropic.yaml")
     agent = parsed.agents["bench"]
@@ -29,7 +29,7 @@ def row(target: str, rps: float, p50: float) -> dict[str, object]:
 
 
 def test_report_gives_the_anthropic_to_openai_ratio() -> None:
-    text = report([row("robutler", 1000, 10.0), row(NAME, 750, 12.0)])
+    text = report([row("robutler-sdk", 1000, 10.0), row(NAME, 750, 12.0)])
     assert "75%" in text.splitlines()[2]
     assert "anthropic/openai throughput 75.0% (target >= 80%: MISSED)" in text
-    assert "target >= 80%: met" in report([row("robutler", 1000, 10.0), row(NAME, 900, 12.0)])
+    assert "target >= 80%: met" in report([row("robutler-sdk", 1000, 10.0), row(NAME, 900, 12.0)])
