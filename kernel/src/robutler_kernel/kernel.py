@@ -19,6 +19,7 @@ from .metrics import observe_request
 from .plugins import PluginRegistry
 from .state_store import MemoryStateStore
 from .toolrefs import load_tool
+from .turn import Turn
 
 log = logging.getLogger("robutler.kernel")
 
@@ -152,6 +153,15 @@ class Kernel:
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         """As :meth:`complete_agent`, streamed."""
         return network.stream_agent(self, name, messages, parent)
+
+    async def run_request(self, ctx: RequestContext) -> ChatCompletion:
+        """Run ``ctx``'s agent on ``ctx.messages`` inside the request ``ctx`` is (from a
+        plugin route's or ``@http`` endpoint's handler; see :meth:`.turn.Turn.converse`)."""
+        return await Turn.serving(ctx).converse()
+
+    def stream_request(self, ctx: RequestContext) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """As :meth:`run_request`, streamed (see :meth:`.turn.Turn.converse_stream`)."""
+        return Turn.serving(ctx).converse_stream()
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from msgspec import UNSET
@@ -55,6 +56,21 @@ class ClientGone(Exception):
     """The client went away before the answer: there is nobody to answer."""
 
 
+class Answered:
+    """What :meth:`Turn.serve` yields for a handler that answered with a value (not a
+    stream), once ``finalize_connection`` has run."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+#: The turn whose handler is running (:meth:`Turn.run`, :meth:`Turn.serve`), so that the
+#: handler can run the agent's conversation inside it (:meth:`Turn.serving`).
+_serving: ContextVar[Turn | None] = ContextVar("robutler_serving_turn", default=None)
+
+
 def too_slow(timeout: float) -> ProviderTimeout:
     """The 504 of a request that ran past ``server.request_timeout``."""
     return ProviderTimeout(f"the request took longer than {timeout:g} s (server.request_timeout)")
@@ -69,7 +85,7 @@ class Turn:
         now; ``None`` for no limit (library use).
     """
 
-    __slots__ = ("_opened", "agent", "ctx", "deadline", "ended_by", "finished", "timeout")
+    __slots__ = ("_opened", "agent", "ctx", "deadline", "ended_by", "failure", "finished", "timeout")
 
     def __init__(self, agent: Agent, ctx: RequestContext, *, timeout: float | None = None) -> None:
         self.agent = agent
@@ -83,6 +99,9 @@ class Turn:
         self.finished = False
         #: What cut the turn short, if anything: ``"timeout"`` or ``"disconnect"``.
         self.ended_by: Ending | None = None
+        #: An error of the conversation a handler ran (:meth:`converse`) and answered in
+        #: its own protocol: ``finalize_connection`` still gets it.
+        self.failure: BaseException | None = None
 
     # -- both ends ----------------------------------------------------------------------
 
@@ -128,12 +147,118 @@ class Turn:
 
     async def run(self, work: Callable[[RequestContext], Awaitable[T]]) -> T:
         """``on_connection``, then ``work(ctx)``, then ``finalize_connection``: the shape
-        of every door that is not a chat completion (``@http`` endpoints, plugin routes)."""
+        of every door that is not a chat completion (``@http`` endpoints)."""
         async with self:
             await self.open()
-            result = await work(self.ctx)
-            await self.finish()
+            token = _serving.set(self)
+            try:
+                result = await work(self.ctx)
+            finally:
+                _serving.reset(token)
+            await self.finish(self.failure)
             return result
+
+    async def serve(self, work: Callable[[RequestContext], Awaitable[Any]]) -> AsyncGenerator[Any, None]:
+        """As :meth:`run`, for a handler that may answer with a stream (plugin routes):
+        ``work(ctx)``'s value once, as :class:`Answered`, after ``finalize_connection``;
+        or, when it is an async iterator, each of its pieces as they come and then
+        ``finalize_connection``. Closing this generator early (the client left) closes
+        the handler's iterator, and ``finalize_connection`` runs on the way out."""
+        async with self:
+            await self.open()
+            token = _serving.set(self)
+            try:
+                result = await work(self.ctx)
+            finally:
+                _serving.reset(token)
+            if not hasattr(result, "__aiter__"):
+                await self.finish(self.failure)
+                yield Answered(result)
+                return
+            pieces: AsyncIterator[Any] = result
+            empty = True
+            try:
+                while True:
+                    # The handler's stream may start the conversation lazily: each step
+                    # runs as this turn's handler (in whichever task sends the stream).
+                    token = _serving.set(self)
+                    try:
+                        piece = await pieces.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        _serving.reset(token)
+                    empty = False
+                    yield piece
+            finally:
+                close = getattr(pieces, "aclose", None)
+                if close is not None:
+                    await close()
+            if empty:
+                yield b""  # the door starts the answer on the first piece
+            await self.finish(self.failure)
+
+    @staticmethod
+    def serving(ctx: RequestContext) -> Turn:
+        """The turn of the handler running for ``ctx`` (see :meth:`run`, :meth:`serve`).
+
+        :raises RuntimeError: called outside such a handler, or with another request's ctx.
+        """
+        turn = _serving.get()
+        if turn is None or turn.ctx is not ctx:
+            raise RuntimeError(
+                "run_request/stream_request run the conversation of the request a plugin route (or "
+                "@http endpoint) is handling: call them from its handler, with the ctx it was given"
+            )
+        return turn
+
+    async def converse(self) -> ChatCompletion:
+        """The conversation loop on ``ctx.messages``, inside this turn (already open; the
+        handler's door finishes it), as one completion. Its usage has no ``cost`` yet:
+        a pricing skill settles in ``finalize_connection``, after the handler."""
+        ctx = self.ctx
+        ctx.stream = False
+        try:
+            outcome: Any = None
+            async with aclosing(converse(self.agent, ctx)) as items:
+                async for item in items:
+                    outcome = item
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        return ChatCompletion(
+            id=ctx.request_id, created=ctx.created, model=self.agent.name,
+            choices=[Choice(0, outcome.message, outcome.finish_reason)],
+            usage=ctx.total_usage(), agent=ctx.answered_by or UNSET,
+        )
+
+    async def converse_stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """As :meth:`converse`, as chunks: a role chunk, deltas, and a last chunk with
+        ``finish_reason`` and ``usage`` (no ``cost`` yet)."""
+        ctx = self.ctx
+        ctx.stream = True
+        hooks = self.agent.hooks
+        rewrite = hooks.rewrites_chunks
+        try:
+            first = self._chunk(Delta(role="assistant", content=""))
+            yield await hooks.on_chunk(ctx, first) if rewrite else first
+            item: Any = None
+            async with aclosing(converse(self.agent, ctx)) as items:
+                async for item in items:
+                    if isinstance(item, Outcome):
+                        break
+                    chunk = self._chunk(item)
+                    yield await hooks.on_chunk(ctx, chunk) if rewrite else chunk
+            final = ChatCompletionChunk(
+                id=ctx.request_id, created=ctx.created, model=self.agent.name,
+                choices=[ChunkChoice(0, Delta(), item.finish_reason)], usage=ctx.total_usage(),
+                agent=ctx.answered_by or UNSET,
+            )
+            yield await hooks.on_chunk(ctx, final) if rewrite else final
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                self.failure = exc
+            raise
 
     async def complete(self) -> ChatCompletion:
         """The whole conversation loop, answered as one completion."""
@@ -276,4 +401,4 @@ class Guard:
         raise too_slow(self.turn.timeout) from None
 
 
-__all__ = ["ClientGone", "Guard", "Turn", "too_slow"]
+__all__ = ["Answered", "ClientGone", "Guard", "Turn", "too_slow"]

@@ -16,7 +16,14 @@ class HttpRoute:
     ``handler(request)`` receives an :class:`~robutler_specs.HttpRequest` and returns a
     JSON-serialisable value (``200 application/json``) or raises a ``RequestError``.
     ``path`` may hold Starlette-style parameters (``/payments/{account}``), passed in
-    ``request.query`` under their names.
+    ``request.query`` under their names. A route whose path has ``{agent}`` acts for
+    that agent (``handler(request, ctx)``, through its whole request lifecycle); its
+    handler may run the agent's conversation with ``kernel.run_request(ctx)`` /
+    ``kernel.stream_request(ctx)``, and may answer with an async iterator of
+    pre-rendered server-sent events (``bytes``: ``b"data: ...\\n\\n"``), which the kernel
+    streams as ``text/event-stream`` under the request's deadline and disconnect watch,
+    ``finalize_connection`` after the last (an error before the first event is answered
+    with its status; after it, the stream ends with an ``{"error": ...}`` event).
     """
 
     path: str

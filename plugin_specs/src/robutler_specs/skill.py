@@ -73,6 +73,27 @@ class KernelAPI(Protocol):
         """As :meth:`complete_agent`, streamed: the target's chunks as they come."""
         ...
 
+    async def run_request(self, ctx: RequestContext) -> ChatCompletion:
+        """Run ``ctx``'s own agent on ``ctx.messages`` inside the request ``ctx`` already
+        is: for the handler of a plugin route acting for an agent (``handler(request,
+        ctx)``) or of an ``@http`` endpoint, which reads another protocol's request into
+        ``ctx.messages`` (the A2A plugin). ``on_connection`` has run; ``finalize_connection``
+        runs once the handler has answered, with the error this raised even when the
+        handler answers it in its own protocol. Not a hop: the chain does not grow, and
+        nothing is charged twice. ``usage.cost`` is unknown yet (a pricing skill settles in
+        ``finalize_connection``; the answer's ``X-Robutler-Cost`` says it).
+
+        :raises RuntimeError: called outside such a handler, or with another request's ctx.
+        :raises RequestError: the conversation failed (a provider, a hook...).
+        """
+        ...
+
+    def stream_request(self, ctx: RequestContext) -> AsyncIterator[ChatCompletionChunk]:
+        """As :meth:`run_request`, the chunks as they come (a role chunk, deltas, a last
+        chunk with ``finish_reason`` and ``usage``). Call it in the handler; the handler
+        may return an async iterator of server-sent events rendered from them."""
+        ...
+
 
 class Skill:
     """Base class of every skill.

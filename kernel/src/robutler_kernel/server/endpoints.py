@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Match
@@ -26,8 +26,8 @@ from robutler_specs import (
 
 from ..config import RESERVED_AGENT_NAMES
 from ..hooks import HookFailed
-from ..turn import too_slow
-from .door import Door, Receive, Scope, Send, answer_json, find_agent, headers_of
+from ..turn import Answered, too_slow
+from .door import Door, Receive, Scope, Send, answer_json, answer_sse, find_agent, headers_of
 from .responses import encode, send_json
 
 if TYPE_CHECKING:
@@ -144,8 +144,10 @@ class PluginRouteDoor(Door):
     """A route a plugin adds (``robutler_routes``).
 
     A path with an ``{agent}`` parameter acts for that agent: it goes through the agent's
-    turn and the handler is called as ``handler(request, ctx)``. Any other route is
-    called as ``handler(request)``, within the body limit and ``request_timeout``.
+    turn and the handler is called as ``handler(request, ctx)``; it may also answer with
+    an async iterator of pre-rendered server-sent events (bytes), streamed under the
+    turn's deadline and disconnect watch, ``finalize_connection`` after the last. Any other
+    route is called as ``handler(request)``, within the body limit and ``request_timeout``.
     """
 
     def __init__(self, kernel: Kernel, route: HttpRoute) -> None:
@@ -184,7 +186,33 @@ class PluginRouteDoor(Door):
             return await call(request, ctx)
 
         turn = self.turn(scope, agent, ctx)
-        await answer_json(turn, turn.run(work), encode, receive, send)
+        pieces = turn.serve(work)
+        try:
+            async with turn.guard(receive):
+                first = await pieces.__anext__()
+        except BaseException:
+            await pieces.aclose()
+            raise
+        if isinstance(first, Answered):
+            await pieces.aclose()
+            await send_json(send, 200, encode(first.value), turn.headers())
+            return
+        # A stream: pre-rendered server-sent events, sent as they come under the turn's guard.
+        await answer_sse(turn, _from(first, pieces), receive, send, render=_raw, done=b"")
+
+
+def _raw(piece: bytes | str) -> bytes:
+    return piece.encode() if isinstance(piece, str) else piece
+
+
+async def _from(first: Any, rest: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    """``first``, then ``rest`` (closed when this is)."""
+    try:
+        yield first
+        async for piece in rest:
+            yield piece
+    finally:
+        await rest.aclose()
 
 
 __all__ = ["PluginRouteDoor", "SkillEndpointDoor", "handler_failed", "no_route", "not_allowed"]

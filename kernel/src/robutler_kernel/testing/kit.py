@@ -265,3 +265,11 @@ class StandaloneKernel:
     def stream_agent(self, name: str, messages: list[Any], *, parent: Any = None) -> Any:
         """No agent runs outside a kernel: a 404, as for an unknown agent."""
         raise NotFound(f"no agent named {name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")
+
+    async def run_request(self, ctx: Any) -> Any:
+        """No agent runs outside a kernel: a 404, as for an unknown agent."""
+        raise NotFound(f"no agent named {ctx.agent.name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")
+
+    def stream_request(self, ctx: Any) -> Any:
+        """No agent runs outside a kernel: a 404, as for an unknown agent."""
+        raise NotFound(f"no agent named {ctx.agent.name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")
