@@ -32,7 +32,7 @@ from robutler_specs import (
     UsageRecord,
 )
 
-from . import client
+from . import a2a, client
 from .config import NLIConfig, PeerConfig
 from .errors import PLUGIN, over_budget, unknown
 from .guard import HostPolicy, safe_url
@@ -67,6 +67,8 @@ class Destination:
     url: str | None = None
     peer_name: str | None = None
     peer: PeerConfig | None = None
+    #: ``openai`` (chat completions) or ``a2a`` (the A2A protocol, :mod:`.a2a`).
+    protocol: str = "openai"
 
     @property
     def where(self) -> str:
@@ -126,10 +128,13 @@ class Caller:
     # -- where, and how much -------------------------------------------------------------
 
     def remote(self, url: str) -> Destination:
-        """A URL as a destination; a peer's URL carries that peer's credentials."""
-        url = base_url(url)
+        """A URL as a destination; a peer's URL carries that peer's credentials (and its
+        protocol); ``a2a+https://...`` is an A2A agent."""
+        explicit = a2a.is_a2a(url)
+        url = base_url(a2a.strip(url))
         name, peer = self._by_url.get(url, (None, None))
-        return Destination(asked=url, url=url, peer_name=name, peer=peer)
+        protocol = "a2a" if explicit or (peer is not None and peer.protocol == "a2a") else "openai"
+        return Destination(asked=url, url=url, peer_name=name, peer=peer, protocol=protocol)
 
     async def destination(self, agent: str) -> Destination:
         """Where ``agent`` leads: a URL, else a peer's name, else a local agent's name.
@@ -137,11 +142,12 @@ class Caller:
         :raises NotFound: none of these.
         """
         agent = agent.strip()
-        if agent.startswith(("http://", "https://")):
+        if agent.startswith(("http://", "https://")) or a2a.is_a2a(agent):
             return self.remote(agent)
         peer = self.config.peers.get(agent)
         if peer is not None:
-            return Destination(asked=agent, url=base_url(peer.url), peer_name=agent, peer=peer)
+            return Destination(asked=agent, url=base_url(peer.url), peer_name=agent, peer=peer,
+                               protocol=peer.protocol)
         if agent and "/" not in agent and await self.kernel.find_agent(agent) is not None:
             return Destination(asked=agent, local=agent)
         raise unknown(agent)
@@ -199,11 +205,19 @@ class Caller:
 
     # -- handoffs (the kernel records usage) -----------------------------------------------
 
+    async def _complete(self, dest: Destination, out: client.Outbound,
+                        messages: list[Message]) -> tuple[ChatCompletion, dict[str, str]]:
+        """One call, in the destination's protocol."""
+        if dest.protocol == "a2a":
+            assert dest.url is not None
+            return await a2a.complete(self.kernel.state, client.session(self.kernel), out, dest.url, messages)
+        return await client.complete(client.session(self.kernel), out)
+
     async def complete(self, call: AgentCall) -> ChatCompletion:
         """A remote handoff's completion (``agent_complete``)."""
-        out = self.outbound(self.remote(call.url), call.messages, call.chain, stream=False,
-                            budget=call.budget, timeout=call.timeout)
-        completion, headers = await client.complete(client.session(self.kernel), out)
+        dest = self.remote(call.url)
+        out = self.outbound(dest, call.messages, call.chain, stream=False, budget=call.budget, timeout=call.timeout)
+        completion, headers = await self._complete(dest, out, call.messages)
         if isinstance(completion.usage.cost, msgspec.UnsetType):
             cost = _cost(None, headers)
             if cost is not None:
@@ -213,8 +227,10 @@ class Caller:
     async def stream(self, call: AgentCall) -> AsyncIterator[ChatCompletionChunk]:
         """A remote handoff's chunks (``agent_stream``); errors before the first chunk are
         raised here."""
-        out = self.outbound(self.remote(call.url), call.messages, call.chain, stream=True,
-                            budget=call.budget, timeout=call.timeout)
+        dest = self.remote(call.url)
+        if dest.protocol == "a2a":  # an A2A answer arrives whole: one chunk
+            return a2a.as_chunks(await self.complete(call))
+        out = self.outbound(dest, call.messages, call.chain, stream=True, budget=call.budget, timeout=call.timeout)
         return await client.stream(client.session(self.kernel), out)
 
     # -- ask_agent and skills (remote usage recorded here) ---------------------------------
@@ -252,7 +268,7 @@ class Caller:
             return _reply(completion, dest.local, _cost(completion.usage))
         started = time.perf_counter()
         out = self.outbound(dest, messages, self._chain(ctx), stream=False, budget=ctx.remaining_budget())
-        completion, headers = await client.complete(client.session(self.kernel), out)
+        completion, headers = await self._complete(dest, out, messages)
         cost = _cost(completion.usage, headers)
         self._record(ctx, dest, completion.usage, cost, started)
         assert dest.url is not None
@@ -266,6 +282,8 @@ class Caller:
         messages = [Message(role="user", content=message)]
         if dest.local is not None:
             return _answering(ctx, self.kernel.stream_agent(dest.local, messages, parent=ctx))
+        if dest.protocol == "a2a":  # an A2A answer arrives whole: one chunk
+            return a2a.as_chunks((await self.ask(ctx, agent, message)).completion)
         started = time.perf_counter()
         out = self.outbound(dest, messages, self._chain(ctx), stream=True, budget=ctx.remaining_budget())
         chunks = await client.stream(client.session(self.kernel), out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 #: The largest answer read from another agent, by default (1 MiB; a stream's total too).
@@ -23,6 +25,9 @@ class PeerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar model: a ``model`` to send (for plain OpenAI-compatible servers); Robutler agents
         need none.
     :ivar description: what the peer does, shown to the model in the tool's description.
+    :ivar protocol: how to call it: ``openai`` (its ``/chat/completions``) or ``a2a`` (the
+        A2A protocol: its agent card at ``{url}/.well-known/agent-card.json``, then
+        JSON-RPC ``message/send``).
     """
 
     url: str
@@ -32,10 +37,14 @@ class PeerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     min_credits: float = 0.0
     model: str | None = None
     description: str = ""
+    protocol: Literal["openai", "a2a"] = "openai"
 
     def __post_init__(self) -> None:
+        if self.url.startswith(("a2a+http://", "a2a+https://")):
+            self.url = self.url[len("a2a+"):]
+            self.protocol = "a2a"
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"peer url {self.url!r} must start with http:// or https://")
+            raise ValueError(f"peer url {self.url!r} must start with http:// or https:// (or a2a+https://)")
         if self.max_credits is not None and self.max_credits < 0:
             raise ValueError("max_credits must be 0 or more")
         if self.min_credits < 0:

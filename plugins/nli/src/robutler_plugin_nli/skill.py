@@ -65,7 +65,8 @@ class NLISkill(Skill):
         """Ask another agent a question and get its answer. Cost and budget are handled for you.
 
         Args:
-            agent: the agent: a name (an agent of this server, or a known peer) or its URL (https://host/agent)
+            agent: the agent: a name (an agent of this server, or a known peer) or its URL (https://host/agent;
+                a2a+https://host/agent for an A2A agent)
             message: what to ask it, complete in itself (it does not see this conversation)
         """
         try:
