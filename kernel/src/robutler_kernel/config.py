@@ -52,10 +52,21 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar metrics_port: Prometheus ``/metrics`` port; ``None`` (``null``) disables it.
     :ivar max_body_bytes: largest accepted request body (413 above it).
     :ivar request_timeout: seconds one request may take in total.
-    :ivar cors_origins: origins allowed by CORS; empty means CORS is off.
+    :ivar cors_origins: origins allowed by CORS (``"*"``: any); empty means CORS is off.
+        Answered in the pure-ASGI front layer, preflight ``OPTIONS`` included.
     :ivar log_level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
     :ivar responses_ttl: seconds a stored response (``POST /v1/responses`` with ``store``)
         is kept for ``GET /v1/responses/{id}`` and ``previous_response_id``; 30 days, as OpenAI.
+    :ivar max_concurrent_requests: requests one process serves at once (a stream counts
+        until its last byte); beyond it a request is answered at once with 503 and
+        ``Retry-After``, never queued. Health routes are exempt. ``None`` (``null``): no limit.
+    :ivar backlog: the listen backlog: connections the OS queues before the server
+        accepts them (capped by the OS: ``net.core.somaxconn`` on Linux).
+    :ivar security_headers: add ``X-Content-Type-Options``, ``Referrer-Policy`` and a
+        ``Content-Security-Policy`` (unless the answer sets its own) to every answer.
+    :ivar strict_transport_security: the ``Strict-Transport-Security`` value to send on
+        every answer (``max-age=31536000; includeSubDomains``); ``None``: not sent (only
+        set it when every client reaches the server over HTTPS).
     """
 
     host: str = "127.0.0.1"
@@ -66,6 +77,10 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cors_origins: list[str] = []
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     responses_ttl: Annotated[float, msgspec.Meta(gt=0)] = 2592000.0
+    max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1)] | None = 16384
+    backlog: Annotated[int, msgspec.Meta(ge=1)] = 4096
+    security_headers: bool = True
+    strict_transport_security: str | None = None
 
 
 class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

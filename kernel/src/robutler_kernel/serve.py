@@ -35,17 +35,58 @@ def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
     return ListenError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
-def hypercorn_config(host: str, port: int, *, access_log: bool = False) -> HypercornConfig:
-    """Hypercorn settings for the kernel: one bind, no access log by default (it costs
-    throughput; the metrics count every request), a graceful shutdown window."""
+#: ``server.backlog``'s default; Hypercorn's own (100) loses connections of a burst.
+DEFAULT_BACKLOG = 4096
+
+
+def hypercorn_config(host: str, port: int, *, access_log: bool = False, backlog: int = DEFAULT_BACKLOG) -> HypercornConfig:
+    """Hypercorn settings for the kernel: one bind, the listen ``backlog``
+    (``server.backlog``), no access log by default (it costs throughput; the metrics count
+    every request), a graceful shutdown window."""
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = "-" if access_log else None
+    config.backlog = backlog
     # Hypercorn's errors go through the process's logging (configured by the CLI), once.
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
     config.graceful_timeout = 10
     return config
+
+
+def somaxconn() -> int | None:
+    """The OS's cap on a listen backlog (``net.core.somaxconn`` on Linux), if known."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def raise_open_files_limit(wanted: int, needed: int = 0) -> int:
+    """Raise this process's soft limit of open files towards ``wanted`` (up to the hard
+    limit): each client connection and each upstream connection is a file. Returns the
+    soft limit now in force; one below ``needed`` is logged, since connections past it
+    fail (``Too many open files``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:  # pragma: no cover - depends on the OS
+            log.warning("cannot raise the open files limit to %s: %s", target, exc)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "the open files limit is %s (hard limit %s), below the %s connections "
+            "server.max_concurrent_requests allows; raise it (ulimit -n, LimitNOFILE=, the "
+            "container's nofile ulimit) or lower the setting", soft, hard, needed,
+        )
+    return int(soft)
 
 
 def start_metrics_server(port: int | None, host: str) -> int | None:
@@ -74,7 +115,15 @@ async def serve(kernel: Kernel, host: str, port: int, *, access_log: bool = Fals
 
     :raises ListenError: the address cannot be bound (before the kernel starts).
     """
-    config = hypercorn_config(host, port, access_log=access_log)
+    server = kernel.config.server
+    config = hypercorn_config(host, port, access_log=access_log, backlog=server.backlog)
+    cap = somaxconn()
+    if cap is not None and cap < server.backlog:
+        log.warning("server.backlog is %s but the OS caps it at %s (net.core.somaxconn); raise "
+                    "that sysctl for the full backlog", server.backlog, cap)
+    # A client connection and an upstream one per request in flight, and some to spare.
+    limit = server.max_concurrent_requests or 0
+    raise_open_files_limit(2 * (limit or 32768) + 1024, limit + 256)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

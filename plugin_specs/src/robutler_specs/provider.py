@@ -1,7 +1,8 @@
 """What LLM provider plugins share: their common settings and an SSE event reader.
 
 A provider skill's ``Config`` subclasses :class:`ProviderConfig`, so every provider has the
-same ``timeout``, ``connect_timeout`` and ``default_params`` and the kernel can enforce the
+same ``timeout``, ``connect_timeout``, ``default_params`` and ``max_connections`` (its
+connection pool's size, a documented limit rather than its SDK's hidden one) and the kernel can enforce the
 total timeout of each attempt (it owns retries and fallback; see docs/configuration.md).
 :class:`SSEStream` turns a streamed HTTP body into decoded events.
 """
@@ -18,6 +19,12 @@ from .errors import RequestError
 
 T = TypeVar("T")
 
+#: ``max_connections``' default: enough for 10,000 concurrent streams to one provider.
+DEFAULT_MAX_CONNECTIONS = 16384
+
+#: Idle connections kept for reuse (httpx; aiohttp keeps every idle one until its timeout).
+KEEPALIVE_CONNECTIONS = 1000
+
 
 class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every LLM provider skill has (its own ``Config`` adds the rest).
@@ -30,15 +37,44 @@ class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         plugin's HTTP client); a connection that cannot be made is retried the same way.
     :ivar default_params: parameters sent with every call (``temperature``...); the
         request's own parameters win.
+    :ivar max_connections: connections to the provider one skill instance (one agent)
+        keeps open at once, streams included (each holds one to its end). A call that
+        finds them all busy waits up to ``connect_timeout`` for one, then fails like a
+        connection that cannot be made (504, retried). The default is sized for 10,000
+        concurrent streams and more.
     """
 
     timeout: float = 300.0
     connect_timeout: float = 5.0
     default_params: dict[str, Any] = {}
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be positive numbers of seconds")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be 1 or more")
+
+
+def pool_full(exc: BaseException, error: RequestError, *, plugin: str, config: ProviderConfig,
+              base_url: str) -> RequestError:
+    """``error``, its message saying the connection pool was full when ``exc`` (or what
+    caused it) is the HTTP library's pool timeout: every one of ``max_connections`` was busy
+    for ``connect_timeout`` seconds. A limit reached is named, never mistaken for a slow model."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return error
+        if type(seen).__name__ == "PoolTimeout":
+            error.message = (
+                f"{plugin} plugin: all {config.max_connections} connections to {base_url} are in use "
+                f"(the {plugin} skill's max_connections) and none came free within "
+                f"{config.connect_timeout:g}s (its connect_timeout)"
+            )
+            error.args = (error.message,)
+            return error
+        seen = seen.__cause__ or seen.__context__
+    return error
 
 
 class SSEStream(Generic[T]):
@@ -127,4 +163,4 @@ class SSEStream(Generic[T]):
         await self._close()
 
 
-__all__ = ["ProviderConfig", "SSEStream"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "KEEPALIVE_CONNECTIONS", "ProviderConfig", "SSEStream", "pool_full"]

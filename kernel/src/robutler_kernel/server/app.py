@@ -1,4 +1,8 @@
-"""The kernel's Starlette app: routes, pure-ASGI middleware, OpenAI-shaped errors, lifespan."""
+"""The kernel's Starlette app: routes, pure-ASGI middleware, OpenAI-shaped errors, lifespan.
+
+The layers, outside in: metrics, the front door (concurrency limit, security headers,
+CORS: :mod:`.front`), the chat fast path, the Starlette app.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -21,6 +23,7 @@ from ..metrics import MetricsMiddleware
 from .chat import ChatDoor
 from .completions import CompletionsDoor
 from .endpoints import PluginRouteDoor, SkillEndpointDoor, no_route, not_allowed
+from .front import FrontDoor
 from .health import make_health_routes
 from .responses_door import ResponsesDoor, StoredResponseDoor
 from .routes import error_response, guarded, json_response, make_routes
@@ -69,8 +72,9 @@ class ChatFastPath:
 
 
 def build_app(kernel: Kernel) -> Any:
-    """Build the ASGI app serving ``kernel``'s agents: metrics, the chat fast path, and
-    the Starlette app for every other route."""
+    """Build the ASGI app serving ``kernel``'s agents: metrics, the front door (limits,
+    security headers, CORS), the chat fast path, and the Starlette app for every other
+    route."""
     handlers = make_routes(kernel)
     health = make_health_routes(kernel)
     server = kernel.config.server
@@ -117,21 +121,13 @@ def build_app(kernel: Kernel) -> Any:
         async with kernel.lifespan():
             yield
 
-    middleware = []
-    if server.cors_origins:
-        middleware.append(
-            Middleware(CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"], allow_headers=["*"])
-        )
     app = Starlette(
         routes=routes,
-        middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
-    if server.cors_origins:
-        # CORS must see every request, so the fast path is off when it is configured.
-        return MetricsMiddleware(app)
-    return MetricsMiddleware(ChatFastPath(kernel, app))
+    # CORS lives in the front door (pure ASGI), so it never turns the chat fast path off.
+    return MetricsMiddleware(FrontDoor(ChatFastPath(kernel, app), server))
 
 
 __all__ = ["build_app", "json_response"]

@@ -18,6 +18,7 @@ from robutler_specs import (
     Skill,
     hookimpl,
 )
+from robutler_specs.provider import KEEPALIVE_CONNECTIONS, pool_full
 
 from .config import AnthropicConfig
 from .errors import PLUGIN, map_error
@@ -54,14 +55,19 @@ class AnthropicSkill(Skill):
         """The SDK client, created on first use."""
         if self._client is None:
             cfg = self.config
+            # The pool is max_connections, not the SDK's hidden 1,000; a call that finds it
+            # full waits connect_timeout for a connection, not the whole timeout.
+            limits = httpx2.Limits(max_connections=cfg.max_connections,
+                                   max_keepalive_connections=min(cfg.max_connections, KEEPALIVE_CONNECTIONS))
             self._client = anthropic.AsyncAnthropic(
                 api_key=cfg.api_key,
                 base_url=cfg.base_url,
-                timeout=httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout),
+                timeout=httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout, pool=cfg.connect_timeout),
                 max_retries=0,  # the kernel retries (and falls back); tries never multiply
                 default_headers={"anthropic-version": cfg.api_version} if cfg.api_version else None,
                 # The SDK's aiohttp transport costs less CPU per call than its httpx one.
-                http_client=anthropic.DefaultAioHttpClient() if cfg.http_client == "aiohttp" else None,
+                http_client=(anthropic.DefaultAioHttpClient(limits=limits) if cfg.http_client == "aiohttp"
+                             else anthropic.DefaultAsyncHttpxClient(limits=limits)),
             )
         return self._client
 
@@ -76,8 +82,9 @@ class AnthropicSkill(Skill):
             await client.close()
 
     def _error(self, exc: Exception, call: LLMCall) -> RequestError:
-        return map_error(exc, model=call.model_name, base_url=self.config.base_url,
-                         timeout=self.config.timeout, connect_timeout=self.config.connect_timeout)
+        error = map_error(exc, model=call.model_name, base_url=self.config.base_url,
+                          timeout=self.config.timeout, connect_timeout=self.config.connect_timeout)
+        return pool_full(exc, error, plugin=PLUGIN, config=self.config, base_url=self.config.base_url)
 
     async def _post(self, call: LLMCall, *, stream: bool) -> httpx2.Response:
         body = request_body(call, self.config, stream=stream)

@@ -66,7 +66,9 @@ class DirectTransport:
             timeout = aiohttp.ClientTimeout(
                 total=None, connect=self.config.connect_timeout, sock_read=self.config.timeout
             )
-            connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30)
+            # aiohttp's connect timeout covers the wait for a free connection too: a full
+            # pool (max_connections) fails after connect_timeout, never silently later.
+            connector = aiohttp.TCPConnector(limit=self.config.max_connections, limit_per_host=0, keepalive_timeout=30)
             # Session-wide headers: aiohttp merges per-request ones into a new dict every call.
             self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, headers=self.headers)
         return self._session

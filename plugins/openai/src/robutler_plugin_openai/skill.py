@@ -17,13 +17,14 @@ from robutler_specs import (
     Skill,
     hookimpl,
 )
+from robutler_specs.provider import KEEPALIVE_CONNECTIONS, pool_full
 
 from . import registry
 from .config import OpenAIConfig
 from .direct import DirectTransport, body_reader, closer
 from .errors import PLUGIN, map_error
 from .stream import chunk_stream
-from .transport import Timeout
+from .transport import Limits, Timeout
 from .upstream import chat_body, parse_completion, post
 
 
@@ -52,14 +53,19 @@ class OpenAISkill(Skill):
         """The SDK client, created on first use."""
         if self._client is None:
             cfg = self.config
+            # The pool is max_connections, not the SDK's hidden 1,000; a call that finds it
+            # full waits connect_timeout for a connection, not the whole timeout.
+            limits = Limits(max_connections=cfg.max_connections,
+                            max_keepalive_connections=min(cfg.max_connections, KEEPALIVE_CONNECTIONS))
             self._client = openai.AsyncOpenAI(
                 api_key=cfg.api_key,
                 base_url=cfg.base_url,
                 organization=cfg.organization,
-                timeout=Timeout(cfg.timeout, connect=cfg.connect_timeout),
+                timeout=Timeout(cfg.timeout, connect=cfg.connect_timeout, pool=cfg.connect_timeout),
                 max_retries=0,  # the kernel retries (and falls back); tries never multiply
                 # The SDK's aiohttp transport costs less CPU per call than its httpx one.
-                http_client=openai.DefaultAioHttpClient() if cfg.http_client == "aiohttp" else None,
+                http_client=(openai.DefaultAioHttpClient(limits=limits) if cfg.http_client == "aiohttp"
+                             else openai.DefaultAsyncHttpxClient(limits=limits)),
             )
             registry.add(self.kernel.state, self)
         return self._client
@@ -88,8 +94,9 @@ class OpenAISkill(Skill):
         return self._direct
 
     def _error(self, exc: Exception, call: LLMCall) -> RequestError:
-        return map_error(exc, model=call.model_name, base_url=self.config.base_url,
-                         timeout=self.config.timeout, connect_timeout=self.config.connect_timeout)
+        error = map_error(exc, model=call.model_name, base_url=self.config.base_url,
+                          timeout=self.config.timeout, connect_timeout=self.config.connect_timeout)
+        return pool_full(exc, error, plugin=PLUGIN, config=self.config, base_url=self.config.base_url)
 
     @hookimpl
     async def llm_complete(self, ctx: RequestContext, call: LLMCall) -> LLMResult | None:

@@ -12,9 +12,10 @@ try:  # pragma: no cover - which branch runs depends on the installed SDK
 except ImportError:  # pragma: no cover
     import httpx as httpx_module  # type: ignore[no-redef]
 
+Limits = httpx_module.Limits
 Response = httpx_module.Response
 Timeout = httpx_module.Timeout
 TimeoutException = httpx_module.TimeoutException
 TransportError = httpx_module.TransportError
 
-__all__ = ["Response", "Timeout", "TimeoutException", "TransportError"]
+__all__ = ["Limits", "Response", "Timeout", "TimeoutException", "TransportError"]
