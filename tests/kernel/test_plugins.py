@@ -55,8 +55,11 @@ def ep(name: str, module: str) -> importlib.metadata.EntryPoint:
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Install a list of entry points in place of the installed ones."""
 
-    def install(*points: importlib.metadata.EntryPoint) -> None:
-        monkeypatch.setattr(plugins_module, "entry_points", lambda: list(points))
+    def install(*points: importlib.metadata.EntryPoint, skills: tuple[importlib.metadata.EntryPoint, ...] = ()) -> None:
+        def fake(group: str = plugins_module.ENTRY_POINT_GROUP) -> list[importlib.metadata.EntryPoint]:
+            return list(points) if group == plugins_module.ENTRY_POINT_GROUP else list(skills)
+
+        monkeypatch.setattr(plugins_module, "entry_points", fake)
 
     return install
 
@@ -169,6 +172,25 @@ def test_discover_loads_entry_points(fake_entry_points: Any) -> None:
     assert set(registry.plugins) == {"weather", "clock"}
     assert registry.skill_plugin == {"weather": "weather", "clock": "clock"}
     assert registry.plugins["weather"].module.__name__ == f"{FIXTURES}.weather"
+
+
+def test_lazy_discovery_imports_a_declared_plugin_only_when_its_skill_is_needed(fake_entry_points: Any) -> None:
+    declared = importlib.metadata.EntryPoint(name="weather", value=f"{FIXTURES}.weather", group="robutler.skills")
+    fake_entry_points(ep("weather", f"{FIXTURES}.weather"), ep("clock", f"{FIXTURES}.clock"), skills=(declared,))
+    registry = PluginRegistry()
+    registry.discover(env={}, lazy=True)
+    assert set(registry.plugins) == {"clock"}  # clock names no skills: imported at once
+    assert set(registry.pending) == {"weather"}
+    registry.ensure(["weather"])
+    assert set(registry.plugins) == {"clock", "weather"} and registry.pending == {}
+
+
+def test_lazy_discovery_imports_a_plugin_with_a_plugins_section(fake_entry_points: Any) -> None:
+    declared = importlib.metadata.EntryPoint(name="weather", value=f"{FIXTURES}.weather", group="robutler.skills")
+    fake_entry_points(ep("weather", f"{FIXTURES}.weather"), skills=(declared,))
+    registry = PluginRegistry()
+    registry.discover(env={}, lazy=True, sections=["weather"])
+    assert set(registry.plugins) == {"weather"}
 
 
 def test_discover_twice_does_not_register_twice(fake_entry_points: Any) -> None:
