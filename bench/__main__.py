@@ -17,6 +17,7 @@ SUITES = {
     "longterm": "bench.targets_longterm",
     "vector": "bench.targets_vector",
     "network": "bench.targets_network",
+    "guardrails": "bench.targets_guardrails",
 }
 
 args = sys.argv[1:]

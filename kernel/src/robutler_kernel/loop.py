@@ -67,6 +67,16 @@ def _name(target: Handoff, model: str | None) -> str:
     return (model or target.agent) if target.remote else target.agent
 
 
+def _failed(ctx: RequestContext, inv: ToolInvocation, target: Handoff, exc: RequestError, started: float) -> ToolResult:
+    """A handoff that failed before the client saw any of it: metered, and a result the
+    model reads."""
+    ctx.usage.append(UsageRecord(
+        kind="handoff", name=inv.name, plugin="handoffs", ok=False, error=exc.message,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    ))
+    return ToolResult(content=f"Error: the handoff to {target.agent} failed: {exc.message}", is_error=True, plugin="handoffs")
+
+
 async def hand_off(
     agent: Agent, ctx: RequestContext, inv: ToolInvocation, *, stream: bool
 ) -> AsyncGenerator[Delta | Outcome | ToolResult, None]:
@@ -82,7 +92,11 @@ async def hand_off(
     hooks = agent.hooks
     started = time.perf_counter()
     inv.messages = list(ctx.messages)
-    replaced = await hooks.before_handoff(ctx, inv)
+    try:
+        replaced = await hooks.before_handoff(ctx, inv)
+    except RequestError as exc:  # refused (a policy): the model reads why, like any failure
+        yield _failed(ctx, inv, target, exc, started)
+        return
     if replaced is not None:
         if stream:
             yield Delta(content=replaced.content)
@@ -125,11 +139,7 @@ async def hand_off(
     except RequestError as exc:
         if sent:
             raise
-        ctx.usage.append(UsageRecord(
-            kind="handoff", name=inv.name, plugin="handoffs", ok=False, error=exc.message,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        ))
-        yield ToolResult(content=f"Error: the handoff to {target.agent} failed: {exc.message}", is_error=True, plugin="handoffs")
+        yield _failed(ctx, inv, target, exc, started)
         return
     answer = ToolResult(content=message.text(), plugin="handoffs")
     rewritten = await hooks.after_handoff(ctx, inv, answer)

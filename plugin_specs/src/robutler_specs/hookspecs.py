@@ -213,6 +213,10 @@ class SkillHooks:
         For a handoff to another agent (``handoffs:``), ``handoff.messages`` is the
         conversation the target receives: edit it in place. Stops at first non-None result:
         returning a ``ToolResult`` replaces the handoff (its content is the answer).
+        A ``RequestError`` raised for such a handoff refuses it as any failure before the
+        target answered: the model reads ``Error: the handoff to <agent> failed: <message>``
+        and goes on (a policy refusing a destination); for a ``@handoff`` method it ends
+        the request with that error.
 
         :param ctx: the request context.
         :param handoff: the invocation of the ``@handoff`` method.
@@ -238,6 +242,12 @@ class SkillHooks:
         self, ctx: RequestContext, chunk: ChatCompletionChunk
     ) -> ChatCompletionChunk | None:
         """Called for each chunk streamed to the client (stream requests only).
+
+        Every chunk passes here, in order, the role chunk first and the chunk with
+        ``finish_reason`` last (after ``finalize_connection``). An implementation may hold
+        text back (a filter that needs to see what follows): return the chunk with less
+        ``content`` (``""`` to send none yet) and put the rest on a later chunk, at the
+        latest on the last one, which may carry ``content`` beside ``finish_reason``.
 
         :param ctx: the request context.
         :param chunk: the chunk about to be sent.
