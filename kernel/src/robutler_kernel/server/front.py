@@ -90,6 +90,8 @@ class FrontDoor:
         self.limit = server.max_concurrent_requests or 0
         self.extra = security_headers(server)
         self.csp = server.security_headers
+        #: ``extra`` and the CSP: what an answer without its own CSP gets.
+        self.tail = [*self.extra, (_CSP, CONTENT_SECURITY_POLICY)] if self.csp else self.extra
         origins = server.cors_origins
         self.any_origin = "*" in origins
         self.origins = frozenset(o.rstrip("/").encode("latin-1") for o in origins if o != "*")
@@ -114,7 +116,7 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         extra = self.extra
-        csp = self.csp
+        tail = self.tail
         if self.cors:
             origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
             if origin is not None:
@@ -125,8 +127,9 @@ class FrontDoor:
                     await self._preflight(scope, send, origin, allowed)
                     return
                 if allowed is not None:
-                    extra = [*extra, (b"access-control-allow-origin", allowed), (b"vary", b"Origin"),
-                             (b"access-control-expose-headers", EXPOSED_HEADERS)]
+                    cors = [(b"access-control-allow-origin", allowed), (b"vary", b"Origin"),
+                            (b"access-control-expose-headers", EXPOSED_HEADERS)]
+                    extra, tail = [*extra, *cors], [*tail, *cors]
         if self.limit and self.active >= self.limit and self._refusable(scope):
             self.refused += 1
             await self._overloaded(send, extra)
@@ -134,11 +137,14 @@ class FrontDoor:
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers") or []
-                if csp and not any(k == _CSP for k, _ in headers):
-                    message["headers"] = [*headers, *extra, (_CSP, CONTENT_SECURITY_POLICY)]
+                headers = message.get("headers") or ()
+                # A plain loop: cheaper than any() over a generator for a handful of headers.
+                for name, _ in headers:
+                    if name == _CSP:
+                        message["headers"] = [*headers, *extra]
+                        break
                 else:
-                    message["headers"] = [*headers, *extra]
+                    message["headers"] = [*headers, *tail]
             await send(message)
 
         self.active += 1
