@@ -71,6 +71,20 @@ class ChatFastPath:
         await self.app(scope, receive, send)
 
 
+def openapi_document(kernel: Kernel) -> Any:
+    """``GET /openapi.json``: the document of :mod:`..openapi`, built once on first use."""
+    built: list[bytes] = []
+
+    async def endpoint(request: Request) -> Response:
+        if not built:
+            from ..openapi import document
+
+            built.append(json_response(document(kernel)).body)
+        return Response(built[0], media_type="application/json")
+
+    return endpoint
+
+
 def build_app(kernel: Kernel) -> Any:
     """Build the ASGI app serving ``kernel``'s agents: metrics, the front door (limits,
     security headers, CORS), the chat fast path, and the Starlette app for every other
@@ -84,6 +98,7 @@ def build_app(kernel: Kernel) -> Any:
         Route("/health/detailed", guarded(health["detailed"]), methods=["GET"]),
         Route("/ready", guarded(health["ready"]), methods=["GET"]),
         Route("/live", guarded(health["live"]), methods=["GET"]),
+        Route("/openapi.json", guarded(openapi_document(kernel)), methods=["GET"]),
         Route("/v1/models", guarded(handlers["models"]), methods=["GET"]),
         Route("/v1/chat/completions", ChatDoor(kernel, by_model=True), methods=["POST"]),
         Route("/v1/completions", CompletionsDoor(kernel), methods=["POST"]),

@@ -1,0 +1,351 @@
+"""What the soak scenarios share: the processes they start (a served kernel, a fake upstream,
+throwaway Redis and PostgreSQL instances), the server's memory over time, and the summary
+table every scenario adds its row to.
+
+Everything listens on loopback ports picked free at start; the Redis and PostgreSQL
+instances are the suite's own (a temporary directory each, never the system services).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from robutler_kernel.testing import ServeProcess
+from robutler_kernel.testing.ports import closed_port
+
+MiB = 1024 * 1024
+
+
+# -- the summary table ------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One scenario's line in the summary (latencies in seconds, memory in MiB)."""
+
+    scenario: str
+    requests: int
+    ok: int
+    errors: int
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    peak_rss: float | None = None
+    rss_before: float | None = None
+    rss_after: float | None = None
+    seconds: float = 0.0
+    note: str = ""
+    error_sample: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+def row_from_results(scenario: str, results: list[list[Any]], **kw: Any) -> Row:
+    """A row from load generator results (``[start, ttfb, total, ok, error]``)."""
+    totals = [r[2] for r in results if r[3]]
+    errors = [r[4] for r in results if not r[3]]
+    return Row(scenario, len(results), len(totals), len(errors), percentile(totals, 0.5),
+               percentile(totals, 0.99), max(totals) if totals else None,
+               error_sample=errors[0] if errors else None, **kw)
+
+
+class Summary:
+    """The rows of a run, printed as a table and written as JSON."""
+
+    COLUMNS = ("scenario", "requests", "ok", "errors", "p50", "p99", "max", "peak RSS", "RSS before", "RSS after")
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.started = time.time()
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    @staticmethod
+    def _cells(row: Row) -> list[str]:
+        def sec(v: float | None) -> str:
+            return "-" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
+
+        def mib(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0f} MiB"
+
+        return [row.scenario, str(row.requests), str(row.ok), str(row.errors), sec(row.p50), sec(row.p99),
+                sec(row.max), mib(row.peak_rss), mib(row.rss_before), mib(row.rss_after)]
+
+    def table(self, markdown: bool = False) -> str:
+        cells = [list(self.COLUMNS), *(self._cells(r) for r in self.rows)]
+        if markdown:
+            lines = ["| " + " | ".join(c) + " |" for c in cells]
+            lines.insert(1, "|" + "|".join("---" for _ in self.COLUMNS) + "|")
+            return "\n".join(lines)
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.COLUMNS))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                 for r in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        notes = [f"  {r.scenario}: {r.note}" for r in self.rows if r.note]
+        samples = [f"  {r.scenario}: {r.error_sample[:300]}" for r in self.rows if r.error_sample]
+        return "\n".join(lines + (["notes:", *notes] if notes else []) + (["first error:", *samples] if samples else []))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started": self.started, "seconds": round(time.time() - self.started, 1),
+                "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
+                            "python": sys.version.split()[0]},
+                "rows": [asdict(r) for r in self.rows]}
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+class RssWatch:
+    """Samples a process's resident set size on a thread (``interval`` seconds apart)."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.before = self.rss()
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
+        self._thread.start()
+
+    def rss(self) -> float:
+        """The resident set size now, in MiB (0 once the process is gone)."""
+        try:
+            return float(self.process.memory_info().rss) / MiB
+        except psutil.Error:
+            return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.rss())
+
+    def settle(self, seconds: float) -> float:
+        """Wait ``seconds`` (sampling the peak meanwhile), then stop; returns the RSS then."""
+        time.sleep(seconds)
+        self._stop.set()
+        self._thread.join()
+        return self.rss()
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    return closed_port()
+
+
+def wait_port(port: int, timeout: float = 30.0, what: str = "a server") -> None:
+    """Wait until something accepts connections on ``127.0.0.1:port``."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s") from None
+            time.sleep(0.05)
+
+
+class Child:
+    """A child process in its own process group, its output in a file."""
+
+    def __init__(self, argv: list[str], log: Path, env: Mapping[str, str] | None = None,
+                 user: str | None = None) -> None:
+        self.log = log
+        self._out = open(log, "wb")
+        kw: dict[str, Any] = {}
+        if user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            kw.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+        self.popen = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env={**os.environ, **(env or {})}, start_new_session=True, **kw)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, sig)
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(grace)
+            except ProcessLookupError:
+                pass
+        self._out.close()
+
+
+class FakeUpstream(Child):
+    """The test kit's fake OpenAI server as a process; ``chunk_delay`` paces every stream."""
+
+    def __init__(self, workdir: Path, chunk_delay: float = 0.0) -> None:
+        self.port = free_port()
+        super().__init__([sys.executable, "-m", "robutler_kernel.testing.fake_openai", "--port", str(self.port),
+                          "--chunk-delay", str(chunk_delay)], workdir / f"fake-{self.port}.log")
+        wait_port(self.port, what="the fake upstream")
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+
+def write_config(workdir: Path, config: Mapping[str, Any], name: str = "robutler.yaml") -> Path:
+    """Write a config (JSON is YAML) into ``workdir``."""
+    path = workdir / name
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def serve(workdir: Path, config: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
+          name: str = "robutler.yaml") -> ServeProcess:
+    """``robutler-kernel serve`` on ``config`` (its port chosen free), started and listening."""
+    return ServeProcess(write_config(workdir, config, name), env=env, cwd=workdir, timeout=60)
+
+
+def server_settings(**extra: Any) -> dict[str, Any]:
+    """The ``server:`` section of the suite's servers: no metrics port, quiet logs."""
+    return {"metrics_port": None, "log_level": "warning", **extra}
+
+
+def openai_skill(base_url: str, **extra: Any) -> dict[str, Any]:
+    """The openai skill's settings pointing at a fake upstream."""
+    return {"api_key": "soak", "base_url": base_url, **extra}
+
+
+def get_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+# -- throwaway Redis and PostgreSQL --------------------------------------------------------
+
+
+def which(name: str, extra: Iterable[str] = ()) -> str | None:
+    """``name`` on the PATH or in one of the ``extra`` folders."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in extra:
+        candidate = Path(folder) / name
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+class RedisInstance:
+    """A ``redis-server`` of our own on a free port, without persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary, self.workdir = binary, workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.child: Child | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.child = Child([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                            "--appendonly", "no", "--dir", str(self.workdir)], self.workdir / f"redis-{self.port}.log")
+        wait_port(self.port, what="redis-server")
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop(signal.SIGKILL)
+            self.child = None
+
+
+def _pg_bin() -> Path | None:
+    found = which("initdb", sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True))
+    return Path(found).parent if found else None
+
+
+class PostgresInstance:
+    """A throwaway PostgreSQL cluster (``initdb`` into a temporary directory, ``postgres`` on
+    a free port), run as the ``postgres`` user when we are root (it refuses to run as root)."""
+
+    def __init__(self) -> None:
+        bindir = _pg_bin()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL's initdb is not installed (apt-get install postgresql)")
+        self.bindir = bindir
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.dir = Path(tempfile.mkdtemp(prefix="robutler-soak-pg-"))
+        self.data = self.dir / "data"
+        if self.user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run(self._as_user([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                      "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                       check=True, capture_output=True)
+        self.child: Child | None = None
+        self.start()
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        return argv  # the user is switched by Popen (user=...)
+
+    def start(self) -> None:
+        argv = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
+                "-k", str(self.dir), "-c", "fsync=off", "-c", "max_connections=200",
+                "-c", "shared_buffers=32MB"]
+        self.child = Child(argv, self.dir / "postgres.log", user=self.user)
+        deadline = time.monotonic() + 30
+        while subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline or self.child.popen.poll() is not None:
+                raise RuntimeError(f"postgres did not start:\n{self.child.tail()}")
+            time.sleep(0.1)
+
+    def stop(self, fast: bool = True) -> None:
+        """Stop the server: SIGQUIT (an immediate shutdown, as a crash) or SIGINT (fast)."""
+        if self.child is not None:
+            self.child.stop(signal.SIGQUIT if fast else signal.SIGINT, grace=20)
+            self.child = None
+
+    def remove(self) -> None:
+        self.stop(fast=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+__all__ = ["Child", "FakeUpstream", "PostgresInstance", "RedisInstance", "Row", "RssWatch", "Summary",
+           "get_json", "openai_skill", "percentile", "row_from_results", "serve", "server_settings",
+           "wait_port", "write_config"]

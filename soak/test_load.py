@@ -1,0 +1,117 @@
+"""The load test: waves of new connections, then thousands of slow streams at once.
+
+One server (an agent on the openai plugin's direct transport, in front of the fake upstream
+pacing every stream at one chunk a second) takes:
+
+- waves of 10/50/100/500/1,000 new connections opened at once, each with one JSON request:
+  every one is answered 200 (the listen backlog and ``server.max_concurrent_requests``
+  hold a burst);
+- 10,000 concurrent streams of 20 s each: every one completes with ``[DONE]`` within 1.5x
+  its own duration, the server's peak RSS stays under 2 GiB, and some seconds after the
+  round its RSS is back near where it started (issue 14, item 5: see docs/soak.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import FakeUpstream, RssWatch, Summary, openai_skill, row_from_results, serve, server_settings
+from .loadgen import run_spread
+
+AGENT = "soak"
+#: The issue's bounds.
+PEAK_RSS_MIB = 2048
+SLACK = 1.5
+#: How far above its starting RSS the server may stay after the stream round.
+RSS_RETURN_MIB = 150
+
+
+def _supports(struct: str, name: str) -> bool:
+    """Whether a config struct has a setting (other work in progress adds some)."""
+    if struct == "server":
+        from robutler_kernel.config import ServerConfig as cls
+    else:
+        from robutler_plugin_openai.config import OpenAIConfig as cls  # type: ignore[assignment]
+    return name in cls.__struct_fields__
+
+
+@pytest.fixture(scope="module")
+def slow_upstream(workdir: Path, soak_options: dict[str, Any]) -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(workdir, chunk_delay=1.0)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def load_server(workdir: Path, slow_upstream: FakeUpstream, soak_options: dict[str, Any]) -> Iterator[Any]:
+    streams = soak_options["streams"]
+    skill = openai_skill(slow_upstream.base_url, timeout=120)
+    if _supports("openai", "max_connections"):
+        skill["max_connections"] = max(streams + 1000, 16384)
+    server = server_settings()
+    if _supports("server", "max_concurrent_requests"):
+        server["max_concurrent_requests"] = max(streams + 1000, 16384)
+    config = {"server": server, "agents": {AGENT: {"model": "openai/fake-model", "skills": {"openai": skill}}}}
+    process = serve(workdir, config, name="load.yaml")
+    process.port = int(process.url.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    yield process
+    process.stop()
+
+
+def _body(words: int, stream: bool) -> dict[str, Any]:
+    text = " ".join(f"w{n}" for n in range(words))
+    return {"model": AGENT, "stream": stream, "messages": [{"role": "user", "content": text}]}
+
+
+def test_waves_of_new_connections(load_server: Any, summary: Summary, soak_options: dict[str, Any]) -> None:
+    """Every request of each wave is answered 200, however many connections arrive at once."""
+    watch = RssWatch(load_server.pid)
+    failures = []
+    for size in soak_options["waves"]:
+        started = time.monotonic()
+        results = run_spread(load_server.port, _body(5, False), size,
+                             processes=1 if size <= 200 else soak_options["procs"], timeout=60)
+        row = summary.add(row_from_results(f"wave: {size} new connections, JSON", results, peak_rss=watch.peak,
+                                           rss_before=watch.before, rss_after=watch.rss(),
+                                           seconds=round(time.monotonic() - started, 1)))
+        if row.errors:
+            failures.append(f"{size}: {row.errors} errors, e.g. {row.error_sample}")
+    watch.settle(0)
+    assert not failures, failures
+
+
+def test_concurrent_slow_streams(load_server: Any, summary: Summary, soak_options: dict[str, Any]) -> None:
+    """10,000 streams of one chunk a second for 20 s: all complete, each within 1.5x its own
+    duration; peak RSS under 2 GiB; RSS comes back after the round."""
+    count, seconds = soak_options["streams"], soak_options["stream_seconds"]
+    # The fake sends a role chunk, one chunk per word, a finish chunk, a usage chunk (the
+    # kernel asks for usage) and [DONE], a second apart: words + 3 seconds.
+    words = max(1, round(seconds) - 3)
+    duration = (words + 3) * 1.0
+    # A warm round first, so the starting RSS is that of a server that has streamed.
+    run_spread(load_server.port, _body(words, True), 20, timeout=duration * 3)
+    time.sleep(2)
+    watch = RssWatch(load_server.pid)
+    started = time.monotonic()
+    results = run_spread(load_server.port, _body(words, True), count, processes=soak_options["procs"],
+                         ramp=min(10.0, count / 1000), timeout=duration * 4)
+    elapsed = time.monotonic() - started
+    after = watch.settle(soak_options["settle"])
+    slow = [r for r in results if r[3] and r[2] > duration * SLACK]
+    row = summary.add(row_from_results(
+        f"{count} concurrent streams, {duration:g} s each", results, peak_rss=watch.peak,
+        rss_before=watch.before, rss_after=after, seconds=round(elapsed, 1),
+        note=(f"{len(slow)} over {SLACK}x their {duration:g} s; RSS {after - watch.before:+.0f} MiB "
+              f"{soak_options['settle']:g} s after the round"),
+        extra={"over_slack": len(slow), "nominal_seconds": duration,
+               "ttfb_p99": sorted(r[1] for r in results)[int(len(results) * 0.99) - 1] if results else None}))
+    assert row.errors == 0, f"{row.errors} of {count} streams failed, e.g. {row.error_sample}"
+    assert not slow, f"{len(slow)} streams took over {SLACK}x {duration:g} s, the slowest {max(r[2] for r in slow):.1f} s"
+    assert watch.peak < PEAK_RSS_MIB, f"peak RSS {watch.peak:.0f} MiB"
+    assert after - watch.before < RSS_RETURN_MIB, (
+        f"RSS {after:.0f} MiB {soak_options['settle']:g} s after the round, {watch.before:.0f} MiB before")
