@@ -166,6 +166,7 @@ class Canned(Skill):
         async def chunks() -> AsyncIterator[ChatCompletionChunk]:
             for piece in ("can", "ned"):
                 yield ChatCompletionChunk(id="x", created=0, model="m", choices=[ChunkChoice(0, Delta(content=piece))])
+            yield ChatCompletionChunk(id="x", created=0, model="m", choices=[ChunkChoice(0, Delta(), "stop")])
 
         return chunks()
 

@@ -59,7 +59,9 @@ class StreamAssembler:
 
     def result(self) -> LLMResult:
         """The assembled message. Tool calls are ordered by index; a call the provider
-        sent without an id gets a generated one."""
+        sent without an id gets a generated one. The finish reason defaults for a stream
+        that reported none, which the caller (:mod:`.llm`) treats as cut short and meters
+        as such: this result is then what was delivered, not an answer."""
         tool_calls = [
             ToolCall(
                 id=slot[0] or f"call_{index}",

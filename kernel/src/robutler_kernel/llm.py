@@ -160,7 +160,9 @@ class LLMCalls:
     async def stream(self, ctx: RequestContext, call: LLMCall) -> AsyncGenerator[Delta | Answer, None]:
         """Text deltas of the provider's streamed answer to ``call`` as they arrive, then
         one :class:`Answer`. A try that fails before its first text delta is retried (or
-        the next model tried); after it, the error ends the stream."""
+        the next model tried); after it, the error ends the stream. A stream that ends
+        without a finish reason failed (``provider_incomplete``): it is metered as cut
+        short (``ok=False``, what arrived), never assembled as a whole answer."""
         tries: Tries | None = None
         loop = asyncio.get_running_loop()
         while True:
@@ -189,6 +191,8 @@ class LLMCalls:
                 finally:
                     if chunks is not None:
                         await _aclose(chunks)
+                if assembler.finish_reason is None:
+                    raise self._incomplete(call)
             except RequestError as exc:
                 if sent:
                     self._record_partial(ctx, call, assembler, started, exc)
@@ -304,6 +308,16 @@ class LLMCalls:
         return ProviderTimeout(
             f"provider {call.provider!r} did not finish {call.model!r} within {timeout:g}s "
             f"(the {call.provider} skill's timeout; raise it if the model is slow)",
+            plugin=call.provider,
+        )
+
+    def _incomplete(self, call: LLMCall) -> ProviderError:
+        """A stream that ended without a finish reason: whatever the provider plugin
+        says, the answer was cut short, and it is never passed off as a whole one."""
+        return ProviderError(
+            f"provider {call.provider!r} ended the stream of {call.model!r} without a finish "
+            "reason: the answer is incomplete (the upstream broke off)",
+            code="provider_incomplete",
             plugin=call.provider,
         )
 

@@ -130,7 +130,11 @@ class SkillHooks:
         any chunk (usually the last). The kernel re-stamps ``id``, ``created`` and ``model``.
         If the client goes away the kernel closes the iterator (``aclose``), which must
         cancel the upstream request. Raise upstream errors as ``llm_complete`` does; the
-        kernel retries a stream only while none of its text reached the client.
+        kernel retries a stream only while none of its text reached the client. A stream
+        that ends without a ``finish_reason`` was cut short: the kernel meters what arrived
+        as a failed try and ends the client's stream with an error (502
+        ``provider_incomplete``), so raise as soon as the upstream's protocol says the
+        answer broke off (no ``[DONE]``, no ``message_stop``).
 
         :param ctx: the request context.
         :param call: the call.

@@ -82,8 +82,10 @@ class SSEStream(Generic[T]):
 
     ``decode(payload)`` turns one event's data into a value, or ``None`` to skip it (pings,
     events that carry nothing to pass on); it may raise a ``RequestError`` for an error
-    event. A payload equal to ``done`` (``[DONE]`` for OpenAI) ends the stream; the rest
-    of the body is still read, so the connection can go back to its pool. ``aclose()``
+    event. A payload equal to ``done`` (``[DONE]`` for OpenAI) ends the stream (and sets
+    :attr:`finished`); the rest of the body is still read, so the connection can go back
+    to its pool. A body that runs out first ends the iteration too: whether that cut the
+    answer short is the protocol's to say (a subclass checks :attr:`finished`). ``aclose()``
     closes the response; closing a stream that did not reach its end drops the
     connection, which is how the upstream learns the request was cancelled.
 
@@ -157,6 +159,12 @@ class SSEStream(Generic[T]):
                 value = line[5:]
                 self._lines.append(value[1:] if value.startswith(b" ") else value)
             # ``event:``, ``id:``, ``retry:`` and ``:`` comments: the data says it all
+
+    @property
+    def finished(self) -> bool:
+        """Whether the ``done`` payload was read: the stream reached its end, rather than
+        its body running out (a connection closed early)."""
+        return self._done
 
     async def aclose(self) -> None:
         """Close the upstream response (idempotent)."""

@@ -91,6 +91,24 @@ def status_error(
 #: What the HTTP libraries under the SDKs call a timeout while connecting (httpx, aiohttp).
 _CONNECT_TIMEOUTS = ("ConnectTimeout", "ConnectionTimeoutError")
 
+#: What they raise when a connection that was made is closed or reset by the peer.
+_DISCONNECTS = ("ServerDisconnectedError", "ClientOSError", "ClientPayloadError",
+                "ConnectionResetError", "BrokenPipeError", "RemoteProtocolError")
+
+
+def disconnected(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a connection the peer closed or reset. The
+    SDKs' aiohttp transport reports an upstream that accepts a connection and then drops it
+    as a connect *timeout*; what caused it tells the two apart (it is a 502, not a 504)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if type(seen).__name__ in _DISCONNECTS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 def connect_timed_out(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a timeout while opening the connection."""
@@ -140,11 +158,26 @@ def unreachable_error(exc: BaseException, *, plugin: str, base_url: str) -> Prov
 
 
 def broken_error(exc: BaseException, *, plugin: str, model: str, base_url: str) -> ProviderError:
-    """The connection broke while ``model`` was answering (502, retryable)."""
+    """The connection broke while ``model`` was answering, or was closed before it answered
+    (502, retryable). Names the innermost cause (``ServerDisconnectedError``...)."""
+    cause = root_cause(exc)
     return ProviderError(
         f"{plugin} plugin: the connection to {base_url} broke while {model!r} was answering "
-        f"({type(exc).__name__}: {exc})",
+        f"({type(cause).__name__}: {cause})",
         code="provider_unreachable",
+        plugin=plugin,
+    )
+
+
+def incomplete_error(*, plugin: str, model: str, base_url: str, missing: str) -> ProviderError:
+    """A stream of ``model`` that ended without its end (``missing``: "a finish reason or
+    [DONE]", "message_stop"): the connection was closed early or the upstream broke off,
+    and the answer is not whole (502 ``provider_incomplete``, retryable while none of it
+    reached the client)."""
+    return ProviderError(
+        f"{plugin} plugin: the stream of {model!r} at {base_url} ended without {missing}: "
+        "the upstream broke off, the answer is incomplete",
+        code="provider_incomplete",
         plugin=plugin,
     )
 
@@ -153,6 +186,8 @@ __all__ = [
     "broken_error",
     "connect_timed_out",
     "connection_refused",
+    "disconnected",
+    "incomplete_error",
     "root_cause",
     "status_error",
     "timeout_error",

@@ -110,8 +110,9 @@ def test_an_error_event_raises(kind: str, error_class: type[RequestError], statu
 
 def test_a_stream_cut_before_message_stop_is_an_error() -> None:
     body = Body(sse(START, block(0, "text", text=""), delta(0, type="text_delta", text="half")))
-    with pytest.raises(ProviderError, match="ended before message_stop"):
+    with pytest.raises(ProviderError, match="ended without message_stop") as caught:
         read(body)
+    assert caught.value.code == "provider_incomplete" and caught.value.retryable
 
 
 def test_unreadable_events_are_provider_errors() -> None:

@@ -66,14 +66,28 @@ def test_every_split_of_the_body_reads_the_same() -> None:
 
 
 def test_crlf_comments_event_fields_and_a_missing_done() -> None:
-    body = b": keep-alive\r\n\r\nevent: message\r\nid: 1\r\n" + sse(chunk("a"), chunk("b"), done=False, newline=b"\r\n")
+    # A finish reason makes the answer whole even without [DONE] (some servers send none).
+    body = b": keep-alive\r\n\r\nevent: message\r\nid: 1\r\n" + sse(
+        chunk("a"), chunk("b"), chunk(finish="stop"), done=False, newline=b"\r\n")
     chunks, _ = read([body])
-    assert texts(chunks) == ["a", "b"]
+    assert texts(chunks) == ["a", "b", None]
 
 
 def test_an_unterminated_last_event_still_counts() -> None:
-    chunks, _ = read([b"data: " + json.dumps(chunk("x")).encode()])
+    chunks, _ = read([b"data: " + json.dumps(chunk("x", finish="stop")).encode()])
     assert texts(chunks) == ["x"]
+
+
+@pytest.mark.parametrize("done", [False, True])
+def test_a_body_that_ends_without_finish_reason_or_done_is_incomplete(done: bool) -> None:
+    body = sse(chunk("a"), chunk("b"), done=done)
+    if done:  # [DONE] is the end: the kernel decides about a missing finish reason
+        assert texts(read([body])[0]) == ["a", "b"]
+        return
+    for cut in (len(body), body.index(b"\n\n") + 2):  # after the last event, after the first
+        with pytest.raises(ProviderError, match="ended without a finish reason or \\[DONE\\]") as caught:
+            read([body[:cut]])
+        assert caught.value.code == "provider_incomplete" and caught.value.retryable
 
 
 def test_nothing_after_done_is_read_as_a_chunk() -> None:

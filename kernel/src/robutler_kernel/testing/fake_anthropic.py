@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .fakeserver import Connection, FakeServer, Pending, RecordedRequest, json_decode, serve_main
+from .fakeserver import Connection, FakeServer, Pending, RecordedRequest, check_fault, json_decode, serve_main
 from .fakeserver import count_words as _words
 from .fakeserver import json_encode as _json_encode
 
@@ -83,6 +83,10 @@ class AnthropicReply:
     :ivar delay: seconds before the first byte (``math.inf`` hangs until the peer leaves).
     :ivar chunk_delay: seconds between stream events.
     :ivar hang_after: a stream stops after this many events and hangs until the peer leaves.
+    :ivar fault: a fault to inject instead of a well-formed answer: ``drop``,
+        ``drop_mid_body``, ``truncate``, ``stall``, ``not_json`` or ``bad_sse`` (see
+        :mod:`robutler_kernel.testing.fakeserver`); applies to 200 answers (``drop`` to all).
+    :ivar fault_after: the stream events sent before the fault strikes.
     :ivar error_after: a stream sends this many events, then an ``error`` event
         (``error``, default ``overloaded_error``), and ends.
     """
@@ -101,6 +105,11 @@ class AnthropicReply:
     delay: float = 0.0
     chunk_delay: float = 0.0
     hang_after: int | None = None
+    fault: str | None = None
+    fault_after: int = 0
+
+    def __post_init__(self) -> None:
+        check_fault(self.fault)
     error_after: int | None = None
 
 
@@ -387,7 +396,8 @@ class FakeAnthropic(FakeServer[AnthropicReply]):
             return None
         reply = self.next_reply()
         paced = bool(data.get("stream")) and self.is_paced(reply)
-        return self.answer(reply, lambda later: self._answer(conn, reply, data, later), paced=paced)
+        return self.answer(reply, lambda later: self._answer(conn, reply, data, later), paced=paced,
+                           conn=conn)
 
     def _answer(self, conn: Connection, reply: AnthropicReply, data: dict[str, Any],
                 paced: bool) -> Pending:
@@ -395,13 +405,11 @@ class FakeAnthropic(FakeServer[AnthropicReply]):
         if reply.status != 200:
             error = reply.error or {"type": ERROR_TYPES.get(reply.status, "api_error"),
                                     "message": "injected error"}
-            conn.send_json(reply.status, {"type": "error", "error": error}, headers)
-            return None
+            return conn.send_json(reply.status, {"type": "error", "error": error}, headers)
         answer = AnthropicAnswer(reply, data, self.model)
         mid = f"msg_fake{next(_ids)}"
         if not data.get("stream"):
-            conn.send_json(200, answer.message(mid), headers)
-            return None
+            return conn.send_json(200, answer.message(mid), headers)
         return self.send_events(conn, headers, answer.events(mid), reply, paced)
 
 

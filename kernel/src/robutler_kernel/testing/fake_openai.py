@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .fakeserver import WORDS as _WORDS
-from .fakeserver import Connection, FakeServer, Pending, RecordedRequest, serve_main
+from .fakeserver import Connection, FakeServer, Pending, RecordedRequest, check_fault, serve_main
 from .fakeserver import count_words as _words
 from .fakeserver import json_encode as _json_encode
 
@@ -58,6 +58,10 @@ class FakeReply:
     :ivar delay: seconds before the first byte (``math.inf`` hangs until the peer leaves).
     :ivar chunk_delay: seconds between stream chunks.
     :ivar hang_after: a stream stops after this many chunks and hangs until the peer leaves.
+    :ivar fault: a fault to inject instead of a well-formed answer: ``drop``,
+        ``drop_mid_body``, ``truncate``, ``stall``, ``not_json`` or ``bad_sse`` (see
+        :mod:`robutler_kernel.testing.fakeserver`); applies to 200 answers (``drop`` to all).
+    :ivar fault_after: the stream events sent before the fault strikes.
     """
 
     content: str | None = None
@@ -72,6 +76,11 @@ class FakeReply:
     delay: float = 0.0
     chunk_delay: float = 0.0
     hang_after: int | None = None
+    fault: str | None = None
+    fault_after: int = 0
+
+    def __post_init__(self) -> None:
+        check_fault(self.fault)
 
 
 def _message_text(message: Any) -> str:
@@ -248,23 +257,20 @@ class FakeOpenAI(FakeServer[FakeReply]):
         reply = self.next_reply()
         paced = kind == "chat" and bool(data.get("stream")) and self.is_paced(reply)
         return self.answer(reply, lambda later: self._answer(conn, kind, reply, data, later),
-                           paced=paced)
+                           paced=paced, conn=conn)
 
     def _answer(self, conn: Connection, kind: str, reply: FakeReply, data: dict[str, Any],
                 paced: bool) -> Pending:
         headers = {"x-request-id": f"req_{next(_ids)}", **reply.headers}
         if reply.status != 200:
             error = reply.error or {"message": "injected error", "type": "api_error"}
-            conn.send_json(reply.status, {"error": error}, headers)
-            return None
+            return conn.send_json(reply.status, {"error": error}, headers)
         if kind == "embed":
-            conn.send_json(200, self._embeddings(data), headers)
-            return None
+            return conn.send_json(200, self._embeddings(data), headers)
         answer = _Answer(reply, data, self.model)
         cid, created = f"chatcmpl-fake{next(_ids)}", int(time.time())
         if not data.get("stream"):
-            conn.send_json(200, answer.completion(cid, created), headers)
-            return None
+            return conn.send_json(200, answer.completion(cid, created), headers)
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = answer.chunks(cid, created, include_usage)
         return self.send_events(conn, headers, events, reply, paced)

@@ -6,9 +6,32 @@ client. It is built on asyncio protocols and ``h11`` rather than an ASGI framewo
 is also the zero-latency upstream of the benchmark and must never be its bottleneck.
 
 What a fake shares lives here: the connection protocol, the queue of scripted replies, the
-recording of requests, delays, paced and hanging streams, cancellation counting, the three
-run modes (a background thread, the current event loop, a process) and the command line.
-A subclass (:class:`FakeServer`) answers the routes of one API in :meth:`FakeServer.route`.
+recording of requests, delays, paced and hanging streams, injected faults (:data:`FAULTS`),
+cancellation counting, the three run modes (a background thread, the current event loop, a
+process) and the command line. A subclass (:class:`FakeServer`) answers the routes of one
+API in :meth:`FakeServer.route`.
+
+Faults a scripted reply can inject (its ``fault`` field; ``fault_after`` counts stream
+events), the same for every fake, so one table of faults (:mod:`.faults`) drives them all:
+
+================  ====================================  ====================================
+``fault``         a JSON answer                          a streamed answer
+================  ====================================  ====================================
+``drop``          the connection is closed once the request is read, before any byte of an
+                  answer (an upstream that accepts and then drops the connection)
+``drop_mid_body`` the head (with the full                ``fault_after`` events, then the
+                  ``content-length``) and half the       connection is closed without the
+                  body, then the connection is closed    chunked terminator
+``truncate``      a complete answer whose JSON is cut    ``fault_after`` events, then the body
+                  in half (``content-length`` matches)   ends cleanly: no finish reason, no
+                                                         ``[DONE]`` / ``message_stop``
+``stall``         the head and half the body, then       ``fault_after`` events, then silence
+                  silence until the peer leaves          until the peer leaves (``hang_after``)
+``not_json``      a 200 whose body is an HTML page       the same HTML page instead of events
+``bad_sse``       (as ``not_json``)                      ``fault_after`` events, then a
+                                                         ``data:`` line that is not JSON, then
+                                                         the rest
+================  ====================================  ====================================
 """
 
 from __future__ import annotations
@@ -48,6 +71,24 @@ class Scripted(Protocol):
     delay: float
     chunk_delay: float
     hang_after: int | None
+    fault: str | None
+    fault_after: int
+
+
+#: The faults a scripted reply may inject (see the module docstring).
+FAULTS = ("drop", "drop_mid_body", "truncate", "stall", "not_json", "bad_sse")
+
+#: The body of the ``not_json`` fault: what a proxy in front of a provider answers.
+NOT_JSON_BODY = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n"
+
+#: The event the ``bad_sse`` fault inserts.
+BAD_SSE_EVENT = b'data: {"id": "chatcmpl-broken", "choices": [{"delta"\n\n'
+
+
+def check_fault(fault: str | None) -> None:
+    """Raise ``ValueError`` for a ``fault`` that is not one of :data:`FAULTS`."""
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
 
 
 R = TypeVar("R", bound=Scripted)
@@ -92,6 +133,8 @@ class Connection(asyncio.Protocol):
         self.body = bytearray()
         self.keep_alive = True
         self.task: asyncio.Task[None] | None = None
+        #: The fault of the reply being written (``(fault, fault_after)``), if any.
+        self.fault: tuple[str, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -172,14 +215,35 @@ class Connection(asyncio.Protocol):
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        """Write a complete JSON answer."""
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> Pending:
+        """Write a complete JSON answer (or the injected fault's broken one: a coroutine
+        for ``stall``)."""
         if self.transport is None:
-            return
+            return None
         data = json_encode(payload)
-        head = self._head(status, _JSON_HEADERS + b"content-length: %d\r\n" % len(data), headers)
+        fault = self.fault[0] if self.fault is not None and status == 200 else None
+        content_type = _JSON_HEADERS
+        if fault == "truncate":
+            data = data[: len(data) // 2]
+        elif fault in ("not_json", "bad_sse"):
+            data, content_type = NOT_JSON_BODY, b"content-type: text/html\r\n"
+        head = self._head(status, content_type + b"content-length: %d\r\n" % len(data), headers)
+        if fault in ("drop_mid_body", "stall"):
+            self.keep_alive = False
+            self.transport.write(head + data[: len(data) // 2])
+            if fault == "stall":
+                return _forever()
+            self.transport.close()
+            return None
         self.transport.write(head + data)
         self._done()
+        return None
+
+    def drop(self) -> None:
+        """Close the connection without answering."""
+        if self.transport is not None:
+            self.keep_alive = False
+            self.transport.close()
 
     def start_stream(self, headers: dict[str, str]) -> None:
         """Write the head of an SSE answer (chunked transfer encoding)."""
@@ -203,6 +267,11 @@ class Connection(asyncio.Protocol):
         self.transport.write(_chunk(data) + (b"0\r\n\r\n" if last else b""))
         if last:
             self._done()
+
+
+async def _forever() -> None:
+    """Hang until the peer leaves (the connection's task is then cancelled)."""
+    await asyncio.Event().wait()
 
 
 def _chunk(data: bytes) -> bytes:
@@ -333,15 +402,21 @@ class FakeServer(Generic[R]):
         headers = {k.decode(): v.decode() for k, v in request.headers}
         if self.record:
             self.requests.append(RecordedRequest(method, path, headers, body, data))
+        conn.fault = None  # set by answer() for the reply that has one
         return self.route(conn, method, path, headers, data)
 
-    def answer(self, reply: R, write: Callable[[bool], Pending], *, paced: bool) -> Pending:
+    def answer(self, reply: R, write: Callable[[bool], Pending], *, paced: bool,
+               conn: Connection | None = None) -> Pending:
         """Run ``write(paced)`` now, or later when ``reply`` has a ``delay`` or the answer
-        is ``paced`` (a stream with ``chunk_delay`` or ``hang_after``)."""
+        is ``paced`` (a stream with ``chunk_delay`` or ``hang_after``). ``conn`` (the
+        connection written to) carries the reply's injected ``fault``, if any."""
+        if conn is not None:
+            conn.fault = (reply.fault, reply.fault_after) if reply.fault else None
+            if reply.fault == "drop":
+                write = _dropper(conn)
         if reply.delay or paced:
             return self._answer_later(reply, write)
-        write(False)
-        return None
+        return write(False)
 
     async def _answer_later(self, reply: R, write: Callable[[bool], Pending]) -> None:
         if reply.delay:
@@ -353,27 +428,45 @@ class FakeServer(Generic[R]):
     @staticmethod
     def is_paced(reply: Scripted) -> bool:
         """Whether a streamed answer of ``reply`` must be written event by event."""
-        return bool(reply.chunk_delay) or reply.hang_after is not None
+        return bool(reply.chunk_delay) or reply.hang_after is not None or reply.fault == "stall"
 
     async def pace(self, conn: Connection, headers: dict[str, str], events: list[bytes],
-                   reply: R) -> None:
+                   reply: R, *, drop_at_end: bool = False) -> None:
         """Write a stream event by event: ``chunk_delay`` apart, hanging after
         ``hang_after`` events until the peer leaves."""
         conn.start_stream(headers)
+        hang_after = reply.fault_after if reply.fault == "stall" else reply.hang_after
         for n, event in enumerate(events):
-            if reply.hang_after is not None and n >= reply.hang_after:
-                await asyncio.Event().wait()  # until the peer leaves and we are cancelled
+            if hang_after is not None and n >= hang_after:
+                await _forever()  # until the peer leaves and we are cancelled
             if n and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
-            conn.send_chunk(event, last=n == len(events) - 1)
+            conn.send_chunk(event, last=n == len(events) - 1 and not drop_at_end)
+        if drop_at_end:
+            conn.drop()
 
     def send_events(self, conn: Connection, headers: dict[str, str], events: list[bytes],
                     reply: R, paced: bool) -> Pending:
-        """Write SSE ``events``: all in one write, or paced (see :meth:`pace`)."""
+        """Write SSE ``events``: all in one write, or paced (see :meth:`pace`); with the
+        reply's injected stream ``fault``, if any."""
+        drop_at_end = False
+        after = reply.fault_after
+        if reply.fault in ("drop_mid_body", "truncate"):
+            events, drop_at_end = events[:after], reply.fault == "drop_mid_body"
+        elif reply.fault == "bad_sse":
+            events = [*events[:after], BAD_SSE_EVENT, *events[after:]]
+        elif reply.fault == "not_json":
+            return conn.send_json(200, None)  # conn.fault makes it the HTML page
         if not paced:
+            if drop_at_end:
+                conn.start_stream(headers)
+                if events:
+                    conn.send_chunk(b"".join(events))
+                conn.drop()
+                return None
             conn.send_stream(headers, b"".join(events))
             return None
-        return self.pace(conn, headers, events, reply)
+        return self.pace(conn, headers, events, reply, drop_at_end=drop_at_end)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -441,6 +534,13 @@ class FakeServer(Generic[R]):
         return f"<{type(self).__name__} {self.base_url} queued={len(self.replies)}>"
 
 
+def _dropper(conn: Connection) -> Callable[[bool], Pending]:
+    def drop(_paced: bool) -> Pending:
+        conn.drop()
+        return None
+    return drop
+
+
 def serve_main(argv: list[str] | None, *, prog: str, description: str,
                build: Callable[[argparse.Namespace], FakeServer[Any]]) -> None:
     """A fake's command line: serve until interrupted, printing ``listening on <base_url>``
@@ -468,5 +568,5 @@ def serve_main(argv: list[str] | None, *, prog: str, description: str,
         pass
 
 
-__all__ = ["WORDS", "Connection", "FakeServer", "Pending", "RecordedRequest", "Scripted",
-           "count_words", "json_decode", "json_encode", "serve_main"]
+__all__ = ["FAULTS", "WORDS", "Connection", "FakeServer", "Pending", "RecordedRequest", "Scripted",
+           "check_fault", "count_words", "json_decode", "json_encode", "serve_main"]

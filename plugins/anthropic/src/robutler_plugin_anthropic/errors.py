@@ -18,6 +18,7 @@ from robutler_specs import ProviderError, RequestError, ServiceUnavailable
 from robutler_specs.provider_errors import (
     broken_error,
     connection_refused,
+    disconnected,
     status_error,
     timeout_error,
     unreachable_error,
@@ -60,6 +61,8 @@ def map_error(
     """
     # The SDK's own errors cover sending the request; reading a stream's body raises the
     # HTTP library's (TimeoutException, TransportError) directly.
+    if disconnected(exc):  # before the timeout: the SDKs' aiohttp transport calls it one
+        return broken_error(exc, plugin=PLUGIN, model=model, base_url=base_url)
     if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)) and not connection_refused(exc):
         return timeout_error(exc, plugin=PLUGIN, model=model, base_url=base_url, timeout=timeout,
                              connect_timeout=connect_timeout)

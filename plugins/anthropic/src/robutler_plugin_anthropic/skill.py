@@ -117,7 +117,7 @@ class AnthropicSkill(Skill):
             return None
         response = await self._post(call, stream=True)
         return MessageStream(response.aiter_bytes(), response.aclose,
-                             lambda exc: self._error(exc, call), call.model_name)
+                             lambda exc: self._error(exc, call), call.model_name, self.config.base_url)
 
 
 __all__ = ["MESSAGES_PATH", "AnthropicSkill"]

@@ -20,8 +20,9 @@ Anthropic event             OpenAI chunk
 ``error``                   raises: ``overloaded_error`` a 503, anything else a 502
 ==========================  ==========================================================
 
-A stream that ends before ``message_stop`` raises a ``ProviderError`` (the connection
-was cut): a truncated answer is never passed off as a whole one.
+A stream that ends before ``message_stop`` raises a ``provider_incomplete``
+``ProviderError`` (the upstream broke off): a truncated answer is never passed off as a
+whole one.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from robutler_specs import (
     SSEStream,
     ToolCallDelta,
 )
+from robutler_specs.provider_errors import incomplete_error
 
 from .errors import PLUGIN, event_error
 from .translate import finish_reason, to_usage
@@ -196,8 +198,10 @@ class MessageStream(SSEStream[ChatCompletionChunk]):
     """The chunks of an open Anthropic event stream; raises if it ends before ``message_stop``."""
 
     def __init__(self, reader: AsyncIterator[bytes], close: Callable[[], Awaitable[None]],
-                 on_error: Callable[[Exception], RequestError], model: str) -> None:
+                 on_error: Callable[[Exception], RequestError], model: str,
+                 base_url: str = "the upstream") -> None:
         self.translator = EventTranslator(model)
+        self.base_url = base_url
         super().__init__(reader, close, on_error, self.translator)
 
     async def __anext__(self) -> ChatCompletionChunk:
@@ -205,9 +209,8 @@ class MessageStream(SSEStream[ChatCompletionChunk]):
             return await super().__anext__()
         except StopAsyncIteration:
             if not self.translator.finished:
-                raise ProviderError(
-                    f"anthropic plugin: the stream of {self.translator.model_name!r} ended before "
-                    "message_stop (the connection was cut)", plugin=PLUGIN) from None
+                raise incomplete_error(plugin=PLUGIN, model=self.translator.model_name,
+                                       base_url=self.base_url, missing="message_stop") from None
             raise
 
 

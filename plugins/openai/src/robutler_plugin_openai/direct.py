@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from robutler_specs import ProviderError, RequestError
+from robutler_specs import RequestError
 from robutler_specs.provider_errors import broken_error, timeout_error, unreachable_error
 
 from .config import OpenAIConfig
@@ -88,11 +88,8 @@ class DirectTransport:
             raise self._timeout(exc, model) from exc
         except aiohttp.ClientConnectorError as exc:
             raise self._unreachable(exc) from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                f"openai plugin: the connection to {self.config.base_url} failed "
-                f"({type(exc).__name__}: {exc})", code="provider_unreachable", plugin=PLUGIN,
-            ) from exc
+        except aiohttp.ClientError as exc:  # accepted, then closed or reset before an answer
+            raise broken_error(exc, plugin=PLUGIN, model=model, base_url=self.config.base_url) from exc
         if response.status < 400:
             return response
         content = await response.read()

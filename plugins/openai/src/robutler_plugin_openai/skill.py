@@ -137,11 +137,13 @@ class OpenAISkill(Skill):
         if direct is not None:
             answer = await direct.post(body, call.model_name)
             return chunk_stream(body_reader(answer), closer(answer),
-                               lambda exc: direct.read_error(exc, call.model_name))
+                                lambda exc: direct.read_error(exc, call.model_name),
+                                model=call.model_name, base_url=self.config.base_url)
         try:
             response = await post(self.client, "/chat/completions", body, stream=True)
         except openai.OpenAIError as exc:
             raise self._error(exc, call) from exc
-        return chunk_stream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call))
+        return chunk_stream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call),
+                            model=call.model_name, base_url=self.config.base_url)
 
 __all__ = ["OpenAISkill"]

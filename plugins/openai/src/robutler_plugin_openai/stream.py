@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET
 
 from robutler_specs import ChatCompletionChunk, ProviderError, RequestError, SSEStream
+from robutler_specs.provider_errors import incomplete_error
 
 from .errors import PLUGIN
 
@@ -68,13 +69,53 @@ def decode_chunk(payload: bytes) -> ChatCompletionChunk:
     return chunk
 
 
+class ChunkStream(SSEStream[ChatCompletionChunk]):
+    """The chunks of an open upstream SSE response, up to ``data: [DONE]``.
+
+    A body that runs out before ``[DONE]`` is a whole answer only if a chunk carried a
+    ``finish_reason`` (some servers never send ``[DONE]``); otherwise the upstream broke
+    off, and the end of the body raises a ``provider_incomplete`` error: a truncated answer
+    is never passed off as a whole one.
+
+    :param model: the upstream model, for the error's message.
+    :param base_url: the upstream, for the error's message.
+    """
+
+    def __init__(self, reader: AsyncIterator[bytes], close: Callable[[], Awaitable[None]],
+                 on_error: Callable[[Exception], RequestError], *, model: str = "?",
+                 base_url: str = "the upstream") -> None:
+        super().__init__(reader, close, on_error, self._decode_tracking, done=b"[DONE]")
+        self.model, self.base_url = model, base_url
+        self.finish_reason: str | None = None
+
+    def _decode_tracking(self, payload: bytes) -> ChatCompletionChunk:
+        chunk = decode_chunk(payload)
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        return chunk
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            if not self.finished and self.finish_reason is None:
+                raise incomplete_error(plugin=PLUGIN, model=self.model, base_url=self.base_url,
+                                       missing="a finish reason or [DONE]") from None
+            raise
+
+
 def chunk_stream(
     reader: AsyncIterator[bytes],
     close: Callable[[], Awaitable[None]],
     on_error: Callable[[Exception], RequestError],
-) -> SSEStream[ChatCompletionChunk]:
-    """The chunks of an open upstream SSE response, up to ``data: [DONE]``."""
-    return SSEStream(reader, close, on_error, decode_chunk, done=b"[DONE]")
+    *,
+    model: str = "?",
+    base_url: str = "the upstream",
+) -> ChunkStream:
+    """The chunks of an open upstream SSE response, up to ``data: [DONE]`` (see
+    :class:`ChunkStream`)."""
+    return ChunkStream(reader, close, on_error, model=model, base_url=base_url)
 
 
-__all__ = ["chunk_stream", "decode_chunk"]
+__all__ = ["ChunkStream", "chunk_stream", "decode_chunk"]
