@@ -100,6 +100,8 @@ def check_file(
         report.errors = [message for _, message in sorted(loader.errors, key=lambda e: e[0])]
         return report
     registry = kernel.registry
+    if discover:
+        registry.discover(env)  # every installed plugin: check says what is and is not installed
 
     for name, settings in config.plugins.items():
         where = ("plugins", name)
