@@ -3,38 +3,23 @@ PostgreSQL of this machine in a schema of its own (dropped at the end)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-#: The PostgreSQL the tests use (trust auth on this machine and in CI).
-LONGTERM_PG_DSN = os.environ.get("ROBUTLER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.postgres import PG_DSN, pg_schema
 
-
-def _pg(sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(LONGTERM_PG_DSN, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+LONGTERM_PG_DSN = PG_DSN
 
 
 @pytest.fixture(scope="session")
 def longterm_pg_schema() -> Iterator[str]:
     """A schema unique to this test run (so parallel runs never collide), dropped after."""
-    schema = f"lt_test_{uuid.uuid4().hex[:10]}"
-    _pg(f"CREATE SCHEMA {schema}")
-    yield schema
-    _pg(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema("lt_test") as schema:
+        yield schema
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from typing import Any
 
@@ -10,9 +9,10 @@ import robutler_plugin_payments as payments
 import robutler_plugin_scripted as scripted
 from robutler_kernel.testing import make_kernel
 from robutler_specs import Identity, RequestContext, Skill, hookimpl, pricing, tool
+from tests.postgres import PG_DSN
 
-#: The PostgreSQL the tests use (trust auth on this machine and in CI).
-PAYMENTS_PG_DSN = os.environ.get("ROBUTLER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+#: The PostgreSQL the tests use.
+PAYMENTS_PG_DSN = PG_DSN
 
 USER_HEADER = "x-test-user"
 
