@@ -18,6 +18,7 @@ SUITES = {
     "vector": "bench.targets_vector",
     "network": "bench.targets_network",
     "guardrails": "bench.targets_guardrails",
+    "mcp": "bench.targets_mcp",
 }
 
 args = sys.argv[1:]

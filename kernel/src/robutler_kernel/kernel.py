@@ -8,9 +8,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from robutler_specs import AgentSpec, ChatCompletion, ChatCompletionChunk, Message, RequestContext, StateStore
+from robutler_specs import (
+    AgentSpec,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Message,
+    RequestContext,
+    StateStore,
+    ToolResult,
+    ToolSpec,
+)
 
-from . import network
+from . import agenttools, network
 from .agent import Agent
 from .config import KernelConfig, config_from_dict, default_config
 from .dynamic import DynamicAgents
@@ -153,6 +162,14 @@ class Kernel:
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         """As :meth:`complete_agent`, streamed."""
         return network.stream_agent(self, name, messages, parent)
+
+    def agent_tools(self, ctx: RequestContext) -> Mapping[str, ToolSpec]:
+        """The tools of ``ctx``'s agent its caller may use (see :mod:`.agenttools`)."""
+        return agenttools.agent_tools(self, ctx)
+
+    async def call_tool(self, ctx: RequestContext, name: str, arguments: str) -> ToolResult:
+        """Run tool ``name`` of ``ctx``'s agent for ``ctx`` (see :mod:`.agenttools`)."""
+        return await agenttools.call_tool(self, ctx, name, arguments)
 
     async def run_request(self, ctx: RequestContext) -> ChatCompletion:
         """Run ``ctx``'s agent on ``ctx.messages`` inside the request ``ctx`` is (from a

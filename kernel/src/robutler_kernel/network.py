@@ -15,6 +15,11 @@ as a request of the same caller:
   target charged the same payer (``paid``); a remote one charged this agent's credentials,
   so the caller's pricing skill passes the cost on.
 
+A door that acts for an agent without a conversation of its own (a plugin route such as
+the MCP plugin's ``/{agent}/mcp``) may run that same agent's conversation with
+``complete_agent(name, messages, parent=ctx)``: that is the request continuing, not a hop, so
+the chain does not grow (the agent is not a loop of itself); everything else is as above.
+
 A remote target (a URL) is reached through the ``agent_complete`` / ``agent_stream`` hooks
 of the caller's skills (the ``nli`` plugin implements them).
 """
@@ -112,7 +117,10 @@ def child_context(agent: Agent, messages: list[Message], parent: RequestContext 
     """A request to ``agent`` made for ``parent``: its caller, budget and chain go along."""
     if parent is None:
         return RequestContext(agent.spec, list(messages), stream=stream)
-    chain = (*parent.chain, parent.agent.name)
+    if parent.agent.name == agent.name and not parent.messages:
+        chain = parent.chain  # a door of this agent running its conversation: no hop
+    else:
+        chain = (*parent.chain, parent.agent.name)
     headers = dict(parent.headers)
     headers[CHAIN_HEADER] = ",".join(chain)
     budget = parent.remaining_budget()

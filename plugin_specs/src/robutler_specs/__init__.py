@@ -65,7 +65,7 @@ from .responses import (
     ResponseUsage,
     StoredResponse,
 )
-from .routes import HttpRoute
+from .routes import HttpResponse, HttpRoute
 from .skill import KernelAPI, NoConfig, Skill
 from .store import StateStore
 from .tools import (
@@ -126,6 +126,7 @@ __all__ = [
     "FunctionCallItem",
     "Handoff",
     "HttpRequest",
+    "HttpResponse",
     "HttpRoute",
     "Identity",
     "InputItem",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .context import HttpRequest
@@ -24,6 +24,8 @@ class HttpRoute:
     streams as ``text/event-stream`` under the request's deadline and disconnect watch,
     ``finalize_connection`` after the last (an error before the first event is answered
     with its status; after it, the stream ends with an ``{"error": ...}`` event).
+    A handler that speaks another protocol (the MCP plugin's ``/{agent}/mcp``) returns
+    an :class:`HttpResponse` to choose the status, headers and body itself.
     """
 
     path: str
@@ -32,4 +34,19 @@ class HttpRoute:
     plugin: str | None = None
 
 
-__all__ = ["HttpRoute"]
+@dataclass(frozen=True)
+class HttpResponse:
+    """A raw answer from a plugin route or ``@http`` endpoint: sent as it is, with the
+    request's own headers (``x-request-id``, what ``finalize_connection`` set) added.
+
+    :ivar body: the response body.
+    :ivar status: the HTTP status.
+    :ivar headers: response headers (``content-type`` among them; JSON when absent).
+    """
+
+    body: bytes = b""
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+__all__ = ["HttpResponse", "HttpRoute"]

@@ -11,7 +11,7 @@ import msgspec
 from .agent import AgentSpec
 
 if TYPE_CHECKING:
-    from .context import RequestContext
+    from .context import RequestContext, ToolResult
     from .store import StateStore
     from .wire import ChatCompletion, ChatCompletionChunk, Message
 
@@ -92,6 +92,19 @@ class KernelAPI(Protocol):
         """As :meth:`run_request`, the chunks as they come (a role chunk, deltas, a last
         chunk with ``finish_reason`` and ``usage``). Call it in the handler; the handler
         may return an async iterator of server-sent events rendered from them."""
+        ...
+
+    def agent_tools(self, ctx: RequestContext) -> Mapping[str, ToolSpec]:
+        """The tools of ``ctx``'s agent that its caller may see and call (scopes checked
+        against ``ctx.identity``; tools added with ``ctx.add_tool`` included). For a door
+        that offers an agent's tools in another protocol (the MCP plugin's server)."""
+        ...
+
+    async def call_tool(self, ctx: RequestContext, name: str, arguments: str) -> ToolResult:
+        """Run tool ``name`` of ``ctx``'s agent for ``ctx``, as the agent's tool loop runs
+        one: scope checked, ``before_toolcall`` / ``after_toolcall``, arguments validated,
+        the agent's ``tool_timeout``, a usage record. A failure is an error result; only a
+        ``RequestError`` raised by a hook propagates. ``arguments`` is a JSON object."""
         ...
 
 

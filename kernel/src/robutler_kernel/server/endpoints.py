@@ -17,6 +17,7 @@ from starlette.routing import Match
 from robutler_specs import (
     Forbidden,
     HttpRequest,
+    HttpResponse,
     HttpRoute,
     NotFound,
     RequestContext,
@@ -26,8 +27,8 @@ from robutler_specs import (
 
 from ..config import RESERVED_AGENT_NAMES
 from ..hooks import HookFailed
-from ..turn import Answered, too_slow
-from .door import Door, Receive, Scope, Send, answer_json, answer_sse, find_agent, headers_of
+from ..turn import Answered, Turn, too_slow
+from .door import Door, Receive, Scope, Send, answer_sse, find_agent, headers_of
 from .responses import encode, send_json
 
 if TYPE_CHECKING:
@@ -91,6 +92,29 @@ def query_of(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(raw, keep_blank_values=True))
 
 
+async def answer(turn: Turn, work: Awaitable[Any], receive: Receive, send: Send) -> None:
+    """Run a handler's work under the turn's deadline and disconnect watch, then send what
+    it returned: an :class:`HttpResponse` as it is, anything else as a 200 JSON answer;
+    the turn's headers (``x-request-id``, what hooks set) on both."""
+    async with turn.guard(receive):
+        result = await work
+    await send_answer(turn, result, send)
+
+
+async def send_answer(turn: Turn, result: Any, send: Send) -> None:
+    """Send a handler's value: an :class:`HttpResponse` as it is, anything else as a 200
+    JSON answer; the turn's headers on both."""
+    if not isinstance(result, HttpResponse):
+        await send_json(send, 200, encode(result), turn.headers())
+        return
+    own = {k.lower(): v for k, v in result.headers.items() if k.lower() != "content-length"}
+    headers = {"content-type": "application/json", **own, **turn.headers()}
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(result.body)).encode()))
+    await send({"type": "http.response.start", "status": result.status, "headers": raw})
+    await send({"type": "http.response.body", "body": result.body})
+
+
 class SkillEndpointDoor(Door):
     """``/{agent}/{path}``: the agent's skills' ``@http`` endpoints."""
 
@@ -137,7 +161,7 @@ class SkillEndpointDoor(Door):
             return result
 
         turn = self.turn(scope, agent, ctx)
-        await answer_json(turn, turn.run(work), encode, receive, send)
+        await answer(turn, turn.run(work), receive, send)
 
 
 class PluginRouteDoor(Door):
@@ -195,7 +219,7 @@ class PluginRouteDoor(Door):
             raise
         if isinstance(first, Answered):
             await pieces.aclose()
-            await send_json(send, 200, encode(first.value), turn.headers())
+            await send_answer(turn, first.value, send)
             return
         # A stream: pre-rendered server-sent events, sent as they come under the turn's guard.
         await answer_sse(turn, _from(first, pieces), receive, send, render=_raw, done=b"")

@@ -273,3 +273,11 @@ class StandaloneKernel:
     def stream_request(self, ctx: Any) -> Any:
         """No agent runs outside a kernel: a 404, as for an unknown agent."""
         raise NotFound(f"no agent named {ctx.agent.name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")
+
+    def agent_tools(self, ctx: Any) -> Mapping[str, Any]:
+        """No agent runs outside a kernel: no tools."""
+        return {}
+
+    async def call_tool(self, ctx: Any, name: str, arguments: str) -> Any:
+        """No agent runs outside a kernel: a 404, as for an unknown agent."""
+        raise NotFound(f"no agent named {ctx.agent.name!r} (a StandaloneKernel runs no agents)", code="agent_not_found")

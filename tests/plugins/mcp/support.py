@@ -1,0 +1,55 @@
+"""Helpers of the MCP tests: the tool server's command, an HTTP tool server process, chat."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TOOLSERVER = str(Path(__file__).with_name("toolserver.py"))
+
+
+def stdio_server(**extra: Any) -> dict[str, Any]:
+    """The config of the tool server over stdio."""
+    return {"command": sys.executable, "args": [TOOLSERVER, "stdio"], **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def http_toolserver() -> Iterator[str]:
+    """The tool server over streamable HTTP on a loopback port; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, TOOLSERVER, "http", str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the HTTP tool server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def say(client: Any, text: str, agent: str = "bot", **headers: str) -> str:
+    """Send one user message; the answer's text (asserting a 200)."""
+    response = await client.post(
+        f"/{agent}/chat/completions", json={"messages": [{"role": "user", "content": text}]}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["choices"][0]["message"]["content"])
