@@ -1,4 +1,4 @@
-"""``robutler-kernel``: serve | plugins | check | chat | new-plugin, and plugin commands."""
+"""``robutler-kernel``: serve | plugins | check | chat | new-plugin | migrate, and plugin commands."""
 
 from __future__ import annotations
 
@@ -226,13 +226,17 @@ def build_parser(commands: Mapping[str, tuple[str, Any]] | None = None, note: st
     new.add_argument("--dir", default=".", help="where to create it (default: here)")
     new.set_defaults(func=cmd_new_plugin)
 
+    from .migrate.command import add_parser as add_migrate
+
+    add_migrate(sub)
+
     for name, (plugin, fn) in sorted((commands or {}).items()):
         summary = ((getattr(fn, "__doc__", None) or "").strip().splitlines() or [""])[0].rstrip(".")
         sub.add_parser(name, add_help=False, help=f"{summary or 'a command'} (from plugin {plugin})")
     return parser
 
 
-BUILTIN = {"serve", "plugins", "check", "chat", "new-plugin"}
+BUILTIN = {"serve", "plugins", "check", "chat", "new-plugin", "migrate"}
 
 
 def plugin_commands(registry: Any = None) -> dict[str, tuple[str, Any]]:

@@ -67,6 +67,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar strict_transport_security: the ``Strict-Transport-Security`` value to send on
         every answer (``max-age=31536000; includeSubDomains``); ``None``: not sent (only
         set it when every client reaches the server over HTTPS).
+    :ivar default_agent: the agent that answers a ``POST /v1/completions`` naming no
+        ``model`` (V1 clients sent none); ``None``: the only agent, else a 400 listing them.
     """
 
     host: str = "127.0.0.1"
@@ -81,6 +83,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backlog: Annotated[int, msgspec.Meta(ge=1)] = 4096
     security_headers: bool = True
     strict_transport_security: str | None = None
+    default_agent: str | None = None
 
 
 class KernelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
