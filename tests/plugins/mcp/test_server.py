@@ -104,6 +104,9 @@ async def test_off_by_default_and_through_the_lifecycle() -> None:
             headers={"Accept": "application/json, text/event-stream"},
         )
         assert notice.status_code == 202 and "x-request-id" in notice.headers
+        for method in ("GET", "DELETE"):  # stateless: no stream to open, no session to end
+            answer = await client.request(method, "/bot/mcp", headers={"Accept": "text/event-stream"})
+            assert answer.status_code == 405 and answer.headers["allow"] == "POST"
 
 
 async def test_stdio_through_the_bridge_command() -> None:

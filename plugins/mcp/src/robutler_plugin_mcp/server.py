@@ -126,6 +126,15 @@ class AgentMcpServer:
                 f"agent {ctx.agent.name!r} is not served over MCP (give it skills: {{mcp: {{serve: true}}}})",
                 code="route_not_found",
             )
+        if request.method != "POST":
+            # Stateless: no session to end, and no server-initiated messages for a GET stream
+            # (the SDK would hold it open until request_timeout); clients take a 405.
+            return HttpResponse(
+                body=b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method not allowed: '
+                b'this MCP server is stateless; send each message with POST"}}',
+                status=405,
+                headers={"allow": "POST"},
+            )
         manager = StreamableHTTPSessionManager(app=self.server, json_response=True, stateless=True)
         status = 500
         headers: dict[str, str] = {}
