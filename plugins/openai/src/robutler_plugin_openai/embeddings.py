@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import msgspec
-import openai
 
 from robutler_specs import KernelAPI
 
 from . import registry
 from .config import DEFAULT_EMBEDDING_MODEL
-from .errors import PLUGIN, map_error
+from .errors import PLUGIN, map_error, sdk_error
 from .upstream import parse_embeddings, post
 
 _encode = msgspec.json.Encoder().encode
@@ -36,7 +35,7 @@ async def embed(texts: list[str], model: str | None, kernel: KernelAPI) -> list[
     body = _encode({"model": name, "input": texts, "encoding_format": "float"})
     try:
         response = await post(skill.client, "/embeddings", body)
-    except openai.OpenAIError as exc:
+    except sdk_error() as exc:
         raise map_error(exc, model=name, base_url=skill.config.base_url,
                         timeout=skill.config.timeout) from exc
     return parse_embeddings(response.content, len(texts))

@@ -6,9 +6,7 @@ mapping and wording shared by all provider plugins is :mod:`robutler_specs.provi
 
 from __future__ import annotations
 
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from robutler_specs import ProviderError, RequestError
 from robutler_specs.provider_errors import (
@@ -20,9 +18,18 @@ from robutler_specs.provider_errors import (
     unreachable_error,
 )
 
-from .transport import TimeoutException, TransportError
+if TYPE_CHECKING:
+    import openai
 
 PLUGIN = "openai"
+
+
+def sdk_error() -> type[Exception]:
+    """The SDK's base exception, imported when an SDK call failed: the SDK is imported only
+    by the ``sdk`` transport and embeddings, not by a server on the default transport."""
+    import openai
+
+    return openai.OpenAIError
 
 
 def provider_message(exc: openai.APIStatusError) -> str:
@@ -55,6 +62,10 @@ def map_error(
     :param timeout: the configured timeout, for messages.
     :param connect_timeout: the configured connect timeout, for messages.
     """
+    import openai
+
+    from .transport import TimeoutException, TransportError
+
     # The SDK's own errors cover sending the request; reading a stream's body raises the
     # HTTP library's (TimeoutException, TransportError) directly.
     if disconnected(exc):  # before the timeout: the SDKs' aiohttp transport calls it one
@@ -76,4 +87,4 @@ def map_error(
     )
 
 
-__all__ = ["PLUGIN", "map_error", "map_status", "provider_message"]
+__all__ = ["PLUGIN", "map_error", "map_status", "provider_message", "sdk_error"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-import openai
 
 from robutler_specs import (
     AgentSpec,
@@ -22,9 +21,8 @@ from robutler_specs.provider import KEEPALIVE_CONNECTIONS, pool_full
 from . import registry
 from .config import OpenAIConfig
 from .direct import DirectTransport, body_reader, closer
-from .errors import PLUGIN, map_error
+from .errors import PLUGIN, map_error, sdk_error
 from .stream import chunk_stream
-from .transport import Limits, Timeout
 from .upstream import chat_body, parse_completion, post
 
 
@@ -50,8 +48,12 @@ class OpenAISkill(Skill):
 
     @property
     def client(self) -> openai.AsyncOpenAI:
-        """The SDK client, created on first use."""
+        """The SDK client, created on first use (the ``sdk`` transport, embeddings)."""
         if self._client is None:
+            import openai
+
+            from .transport import Limits, Timeout
+
             cfg = self.config
             # The pool is max_connections, not the SDK's hidden 1,000; a call that finds it
             # full waits connect_timeout for a connection, not the whole timeout.
@@ -67,12 +69,13 @@ class OpenAISkill(Skill):
                 http_client=(openai.DefaultAioHttpClient(limits=limits) if cfg.http_client == "aiohttp"
                              else openai.DefaultAsyncHttpxClient(limits=limits)),
             )
-            registry.add(self.kernel.state, self)
         return self._client
 
     async def start(self) -> None:
         """Create the client, so the first request does not pay for it."""
-        _ = self.client
+        registry.add(self.kernel.state, self)  # robutler_embed finds it (its client is made then)
+        if self.config.transport == "sdk":
+            _ = self.client
         if self.config.transport == "direct":
             self._direct = DirectTransport(self.config)
 
@@ -116,7 +119,7 @@ class OpenAISkill(Skill):
             return parse_completion(content, call.model_name)
         try:
             response = await post(self.client, "/chat/completions", body)
-        except openai.OpenAIError as exc:
+        except sdk_error() as exc:
             raise self._error(exc, call) from exc
         return parse_completion(response.content, call.model_name)
 
@@ -141,7 +144,7 @@ class OpenAISkill(Skill):
                                 model=call.model_name, base_url=self.config.base_url)
         try:
             response = await post(self.client, "/chat/completions", body, stream=True)
-        except openai.OpenAIError as exc:
+        except sdk_error() as exc:
             raise self._error(exc, call) from exc
         return chunk_stream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call),
                             model=call.model_name, base_url=self.config.base_url)

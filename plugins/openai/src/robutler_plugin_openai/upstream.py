@@ -9,15 +9,18 @@ models (and transforming params through its TypedDicts) costs more than the HTTP
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import openai
 
 from robutler_specs import LLMCall, LLMResult, Message, PromptTokensDetails, ProviderError, Usage
 
 from .errors import PLUGIN
-from .transport import Response
+
+if TYPE_CHECKING:
+    import openai
+
+    from .transport import Response
 
 _encode = msgspec.json.Encoder().encode
 
@@ -83,6 +86,8 @@ def chat_body(call: LLMCall, default_params: dict[str, Any], *, stream: bool) ->
 
 async def post(client: openai.AsyncOpenAI, path: str, body: bytes, *, stream: bool = False) -> Response:
     """POST ``body`` through the SDK; the response is raw (unread when ``stream``)."""
+    from .transport import Response  # here: the HTTP library comes with the SDK
+
     response: Response = await client.post(path, content=body, cast_to=Response, stream=stream)
     return response
 
