@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -24,6 +25,9 @@ from .direct import DirectTransport, body_reader, closer
 from .errors import PLUGIN, map_error, sdk_error
 from .stream import chunk_stream
 from .upstream import chat_body, parse_completion, post
+
+if typing.TYPE_CHECKING:
+    import openai
 
 
 class OpenAISkill(Skill):
