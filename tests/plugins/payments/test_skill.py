@@ -232,7 +232,7 @@ async def test_expired_reservation_of_a_crashed_process_is_released(
         early = await client.post("/bot/chat/completions", json=chat("hi"), headers=user("alice"))
         await asyncio.sleep(1.1)
         late = await client.post("/bot/chat/completions", json=chat("hi"), headers=user("alice"))
-    assert early.status_code == 402 and "1 more held by requests in progress" in early.json()["error"]["message"]
+    assert early.status_code == 402 and "1 more held by 1 request(s) in progress until " in early.json()["error"]["message"]
     assert late.status_code == 200
     crashed = await payments_admin.reservation("crashed-1")
     assert crashed is not None and crashed.status == "expired"

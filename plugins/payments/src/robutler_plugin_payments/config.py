@@ -29,6 +29,12 @@ class LedgerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar schema: the PostgreSQL schema holding the ledger tables (created on first start).
     :ivar pool_size: the most PostgreSQL connections one process opens.
     :ivar timeout: seconds one ledger operation may take before it fails with a 503.
+    :ivar heartbeat_interval: seconds between this process's heartbeats in the ledger (each
+        also releases what dead processes held).
+    :ivar owner_timeout: seconds without a heartbeat after which a process on another host
+        (another container) is taken for dead and its reservations released; a process on
+        this host is checked directly (its pid). Keep it well above ``heartbeat_interval``
+        and the clock skew between replicas.
     """
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
@@ -37,6 +43,8 @@ class LedgerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     schema: str = DEFAULT_SCHEMA
     pool_size: int = 10
     timeout: float = 10.0
+    heartbeat_interval: float = 10.0
+    owner_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.backend == "postgres" and not self.dsn:
@@ -47,12 +55,18 @@ class LedgerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("pool_size must be at least 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if self.owner_timeout < 2 * self.heartbeat_interval:
+            raise ValueError("owner_timeout must be at least twice heartbeat_interval "
+                             "(a live process must not be taken for dead between two heartbeats)")
 
     def ledger_settings(self) -> LedgerConfig:
         """Only the ledger part (two configs with equal settings share one ledger)."""
         return LedgerConfig(
             backend=self.backend, path=self.path, dsn=self.dsn, schema=self.schema,
             pool_size=self.pool_size, timeout=self.timeout,
+            heartbeat_interval=self.heartbeat_interval, owner_timeout=self.owner_timeout,
         )
 
     def key(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -180,7 +181,14 @@ class PaymentsSkill(Skill):
 
     def _short(self, ref: AccountRef, exc: InsufficientCredits) -> PaymentRequired:
         who = "the payment token" if ref.token_hash else f"account {exc.account_id!r}"
-        held = f" ({format_credits(exc.reserved)} more held by requests in progress)" if exc.reserved else ""
+        held = ""
+        if exc.reserved:
+            until = ""
+            if exc.held_until is not None:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exc.held_until))
+                until = f" until {stamp} at the latest, sooner as they finish"
+            count = f"{exc.holds} request(s)" if exc.holds else "requests"
+            held = f" ({format_credits(exc.reserved)} more held by {count} in progress{until})"
         hint = self.config.topup_hint.format(account=exc.account_id)
         return PaymentRequired(
             f"insufficient credits: {who} has {format_credits(exc.available)} credits available{held}, "

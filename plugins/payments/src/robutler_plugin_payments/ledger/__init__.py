@@ -30,9 +30,11 @@ def make_ledger(config: LedgerConfig, clock: Callable[[], float] = time.time) ->
 
         assert config.dsn is not None  # LedgerConfig checks it
         return PostgresLedger(
-            config.dsn, schema=config.schema, pool_size=config.pool_size, timeout=config.timeout, clock=clock
+            config.dsn, schema=config.schema, pool_size=config.pool_size, timeout=config.timeout, clock=clock,
+            heartbeat_interval=config.heartbeat_interval, owner_timeout=config.owner_timeout,
         )
-    return SQLiteLedger(config.path, timeout=config.timeout, clock=clock)
+    return SQLiteLedger(config.path, timeout=config.timeout, clock=clock,
+                        heartbeat_interval=config.heartbeat_interval, owner_timeout=config.owner_timeout)
 
 
 __all__ = [

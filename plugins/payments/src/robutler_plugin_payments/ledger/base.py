@@ -17,15 +17,43 @@ settling moves ``reserved -> spent`` (what the request cost, at most the reserva
 and ``reserved -> available`` (the rest) in one transaction, and does nothing the second
 time. Expired reservations go back to ``available`` lazily (on the next reservation of
 that account) and in a sweep when a ledger opens.
+
+Nothing is held by the dead: every open ledger (one per process and ledger) is an *owner*
+(``ledger_owners``: a random id, the host, the pid and its start time, a heartbeat written
+every ``heartbeat_interval`` seconds), and each reservation names its owner. An owner is
+dead when it is on this host (same machine and PID namespace) and its process is gone (or
+the pid now belongs to a process started at another time), or, from anywhere, when its
+heartbeat is older than ``owner_timeout``. A ledger that opens, and every heartbeat after,
+releases the held reservations of dead owners (status ``expired``, as a TTL would) and
+forgets them. A server restarted on the same host therefore frees what its killed
+predecessor held at once; a replica elsewhere (another container) within ``owner_timeout``.
+A live replica's reservations are never touched: its process is alive, or its heartbeat is
+fresh. One whose heartbeat stalled longer than ``owner_timeout`` while it lived (a frozen
+process, a partition) is taken for dead; its settlements then arrive *late*, which the
+ledger already handles (charged from ``available``, never twice): nothing is lost.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
+import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import psutil
+
+log = logging.getLogger("robutler.payments")
+
+#: Seconds between an owner's heartbeats (and sweeps for dead owners).
+HEARTBEAT_INTERVAL = 10.0
+#: Seconds without a heartbeat after which an owner on another host is taken for dead.
+OWNER_TIMEOUT = 60.0
 
 #: Reservation states.
 HELD, SETTLED, RELEASED, EXPIRED = "held", "settled", "released", "expired"
@@ -39,6 +67,59 @@ def hash_token(token: str) -> str:
     """The stored form of a payment token: its SHA-256, hex (tokens are random, so a
     plain hash is enough; the token itself is never stored)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def host_identity() -> str:
+    """Where this process's pids mean something: the host name, the machine's boot id and
+    the PID namespace (two containers on one machine, or one restarted, differ)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return "|".join((socket.gethostname(), _read("/proc/sys/kernel/random/boot_id"), namespace))
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or ``None`` if there is none."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process holding reservations: what ``ledger_owners`` keeps of it.
+
+    :ivar id: random, one per open ledger.
+    :ivar host: :func:`host_identity` of its process.
+    :ivar pid: its process id.
+    :ivar started: when its process started (to tell a reused pid from it).
+    :ivar heartbeat: its last heartbeat (the ledger's clock).
+    """
+
+    id: str
+    host: str
+    pid: int
+    started: float
+    heartbeat: float = 0.0
+
+    def dead(self, me: Owner, now: float, timeout: float) -> bool:
+        """Whether this owner is gone, as ``me`` sees it at ``now`` (see the module docstring)."""
+        if self.id == me.id:
+            return False
+        if self.host == me.host:
+            started = process_started(self.pid)
+            return started is None or abs(started - self.started) > 1.0
+        return now - self.heartbeat > timeout
 
 
 @dataclass(frozen=True)
@@ -135,14 +216,22 @@ class AccountExists(LedgerError):
 
 
 class InsufficientCredits(LedgerError):
-    """The account cannot pay: ``available`` is below what was needed (micro-credits)."""
+    """The account cannot pay: ``available`` is below what was needed (micro-credits).
 
-    def __init__(self, account_id: str, available: int, reserved: int, needed: int) -> None:
+    :ivar held_until: when the last of the account's held reservations expires at the
+        latest (``None``: none is held); each is freed sooner when its request ends.
+    :ivar holds: how many reservations hold the ``reserved`` credits.
+    """
+
+    def __init__(self, account_id: str, available: int, reserved: int, needed: int,
+                 held_until: float | None = None, holds: int = 0) -> None:
         super().__init__(f"account {account_id!r} has {available} micro-credits available, needs {needed}")
         self.account_id = account_id
         self.available = available
         self.reserved = reserved
         self.needed = needed
+        self.held_until = held_until
+        self.holds = holds
 
 
 class UnknownReservation(LedgerError):
@@ -168,8 +257,76 @@ class Ledger(abc.ABC):
     #: ``sqlite`` or ``postgres``.
     backend: str = ""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, *,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL, owner_timeout: float = OWNER_TIMEOUT) -> None:
         self.clock = clock
+        self.heartbeat_interval = heartbeat_interval
+        self.owner_timeout = owner_timeout
+        pid = os.getpid()
+        #: This ledger as an owner of reservations.
+        self.owner = Owner(uuid.uuid4().hex, host_identity(), pid, process_started(pid) or time.time())
+        self._heart: asyncio.Task[None] | None = None
+
+    # -- owners ----------------------------------------------------------------------------
+
+    async def start_owner(self) -> None:
+        """Register this owner, release what dead owners held, and keep a heartbeat (once
+        per ledger; :meth:`open` calls it)."""
+        await self._beat(self.owner, self.clock())
+        await self.release_dead()
+        if self._heart is None or self._heart.done():
+            self._heart = asyncio.create_task(self._heartbeat(), name="payments-ledger-heartbeat")
+
+    async def stop_owner(self) -> None:
+        """Stop the heartbeat, release what this owner still holds, forget it (:meth:`close`)."""
+        heart, self._heart = self._heart, None
+        if heart is None:
+            return
+        heart.cancel()
+        await asyncio.gather(heart, return_exceptions=True)
+        try:
+            freed = await self._release_owners([self.owner.id], self.clock())
+        except Exception as exc:  # the ledger is down: the others' sweeps will do it
+            log.warning("payments ledger %s: could not release this process's reservations on close: %s",
+                        self.describe(), exc)
+            return
+        if freed:
+            log.warning("payments ledger %s: released %d micro-credits still held by this process "
+                        "as it closed", self.describe(), freed)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self._beat(self.owner, self.clock())
+                await self.release_dead()
+            except Exception as exc:  # an outage: beat again next time
+                log.warning("payments ledger %s: heartbeat failed: %s", self.describe(), exc)
+
+    async def release_dead(self) -> int:
+        """Release the held reservations of dead owners (and of owners no longer listed)
+        and forget those owners; returns the micro-credits freed."""
+        now = self.clock()
+        dead = [o.id for o in await self._owners() if o.dead(self.owner, now, self.owner_timeout)]
+        freed = await self._release_owners(dead, now, orphans=True)
+        if freed:
+            log.warning("payments ledger %s: released %d micro-credits held by %d stopped process(es)",
+                        self.describe(), freed, len(dead))
+        return freed
+
+    @abc.abstractmethod
+    async def _beat(self, owner: Owner, now: float) -> None:
+        """Insert or refresh ``owner``'s row with ``now`` as its heartbeat."""
+
+    @abc.abstractmethod
+    async def _owners(self) -> list[Owner]:
+        """Every owner row."""
+
+    @abc.abstractmethod
+    async def _release_owners(self, owners: list[str], now: float, *, orphans: bool = False) -> int:
+        """In one transaction: expire the held reservations of ``owners`` (and with
+        ``orphans``, of owners that have no row), give their credits back, delete the
+        owners' rows; returns the micro-credits freed."""
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -259,7 +416,9 @@ class Ledger(abc.ABC):
 __all__ = [
     "CHARGE",
     "EXPIRED",
+    "HEARTBEAT_INTERVAL",
     "HELD",
+    "OWNER_TIMEOUT",
     "RELEASED",
     "SETTLED",
     "TOKEN",
@@ -274,10 +433,13 @@ __all__ = [
     "InsufficientCredits",
     "Ledger",
     "LedgerError",
+    "Owner",
     "Reservation",
     "Settlement",
     "Transaction",
     "UnknownReservation",
     "hash_token",
+    "host_identity",
+    "process_started",
     "split",
 ]

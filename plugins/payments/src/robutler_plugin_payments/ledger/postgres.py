@@ -26,7 +26,9 @@ from robutler_specs import ServiceUnavailable
 from .base import (
     CHARGE,
     EXPIRED,
+    HEARTBEAT_INTERVAL,
     HELD,
+    OWNER_TIMEOUT,
     RELEASED,
     SETTLED,
     TOKEN,
@@ -40,6 +42,7 @@ from .base import (
     AccountRef,
     InsufficientCredits,
     Ledger,
+    Owner,
     Reservation,
     Settlement,
     Transaction,
@@ -86,12 +89,24 @@ CREATE TABLE IF NOT EXISTS {s}.transactions (
 );
 CREATE INDEX IF NOT EXISTS transactions_account ON {s}.transactions (account_id, id);
 INSERT INTO {s}.ledger_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
+-- Version 2: reservations name the process that holds them (see ledger/base.py).
+CREATE TABLE IF NOT EXISTS {s}.ledger_owners (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    heartbeat DOUBLE PRECISION NOT NULL
+);
+ALTER TABLE {s}.reservations ADD COLUMN IF NOT EXISTS owner TEXT;
+CREATE INDEX IF NOT EXISTS reservations_owner ON {s}.reservations (owner) WHERE status = 'held';
+DROP FUNCTION IF EXISTS {s}.reserve(TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, DOUBLE PRECISION, DOUBLE PRECISION);
+UPDATE {s}.ledger_meta SET value = '2' WHERE key = 'schema_version' AND value < '2';
 -- One round trip per reservation: release the account's expired holds, lock the account,
 -- hold min(wanted, available) if available >= minimum. Reservation rows are locked before
 -- the account row, as in a settlement, so the two never deadlock.
 CREATE OR REPLACE FUNCTION {s}.reserve(
     p_account TEXT, p_token_hash TEXT, p_wanted BIGINT, p_minimum BIGINT,
-    p_request TEXT, p_agent TEXT, p_now DOUBLE PRECISION, p_expires DOUBLE PRECISION
+    p_request TEXT, p_agent TEXT, p_now DOUBLE PRECISION, p_expires DOUBLE PRECISION, p_owner TEXT
 ) RETURNS TABLE (account_id TEXT, hold BIGINT, available BIGINT, reserved BIGINT)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -127,8 +142,8 @@ BEGIN
         RETURN QUERY SELECT v_account, NULL::BIGINT, v_available, v_reserved;
         RETURN;
     END IF;
-    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at, expires_at)
-    VALUES (p_request, v_account, v_hold, 'held', p_agent, p_now, p_expires);
+    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at, expires_at, owner)
+    VALUES (p_request, v_account, v_hold, 'held', p_agent, p_now, p_expires, p_owner);
     RETURN QUERY SELECT v_account, v_hold, v_available - v_hold, v_reserved + v_hold;
 END
 $fn$;
@@ -200,9 +215,10 @@ class PostgresLedger(Ledger):
 
     def __init__(
         self, dsn: str, *, schema: str = "robutler_payments", pool_size: int = 10, timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        owner_timeout: float = OWNER_TIMEOUT,
     ) -> None:
-        super().__init__(clock)
+        super().__init__(clock, heartbeat_interval=heartbeat_interval, owner_timeout=owner_timeout)
         self.dsn = dsn
         self.schema = schema
         self.pool_size = pool_size
@@ -216,7 +232,7 @@ class PostgresLedger(Ledger):
             "reservation": _RESERVATION.format(s=s) + " WHERE request_id = $1",
             "expire_all": _EXPIRE.format(s=s, filter=""),
             "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
-            "reserve": f"SELECT account_id, hold, available, reserved FROM {s}.reserve($1, $2, $3, $4, $5, $6, $7, $8)",
+            "reserve": f"SELECT account_id, hold, available, reserved FROM {s}.reserve($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             "settle": _SETTLE.format(s=s),
             "schema": SCHEMA.format(s=s),
             "s": s,
@@ -285,11 +301,14 @@ class PostgresLedger(Ledger):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        await self.start_owner()
         await self.expire()
 
     async def close(self) -> None:
         if self._closing:
             await asyncio.wait(set(self._closing), timeout=self.timeout)
+        if self._pool is not None:
+            await self.stop_owner()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -392,6 +411,54 @@ class PostgresLedger(Ledger):
 
         return await self._run(op, transaction=False)
 
+    # -- owners ----------------------------------------------------------------------------
+
+    async def _beat(self, owner: Owner, now: float) -> None:
+        s = self._sql["s"]
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                f"INSERT INTO {s}.ledger_owners (id, host, pid, started, heartbeat) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat = EXCLUDED.heartbeat",
+                owner.id, owner.host, owner.pid, owner.started, now,
+            )
+
+        await self._run(op, transaction=False)
+
+    async def _owners(self) -> list[Owner]:
+        s = self._sql["s"]
+
+        async def op(conn: Any) -> list[Owner]:
+            rows = await conn.fetch(f"SELECT id, host, pid, started, heartbeat FROM {s}.ledger_owners")
+            return [Owner(*row) for row in rows]
+
+        return await self._run(op, transaction=False)
+
+    async def _release_owners(self, owners: list[str], now: float, *, orphans: bool = False) -> int:
+        s = self._sql["s"]
+        orphan = f" OR (owner IS NOT NULL AND owner NOT IN (SELECT id FROM {s}.ledger_owners))" if orphans else ""
+
+        async def op(conn: Any) -> int:
+            rows = await conn.fetch(
+                f"""
+                WITH gone AS (
+                    UPDATE {s}.reservations SET status = 'expired', closed_at = $1
+                    WHERE status = 'held' AND (owner = ANY($2::TEXT[]){orphan})
+                    RETURNING account_id, amount
+                ), sums AS (
+                    SELECT account_id, SUM(amount)::BIGINT AS total FROM gone GROUP BY account_id
+                )
+                UPDATE {s}.accounts a SET available = a.available + sums.total, reserved = a.reserved - sums.total
+                FROM sums WHERE a.id = sums.account_id
+                RETURNING sums.total
+                """,
+                now, owners,
+            )
+            await conn.execute(f"DELETE FROM {s}.ledger_owners WHERE id = ANY($1::TEXT[])", owners)
+            return sum(r[0] for r in rows)
+
+        return await self._run(op)
+
     async def reserve(
         self, ref: AccountRef, request_id: str, wanted: int, minimum: int, ttl: float, agent: str | None = None
     ) -> Reservation:
@@ -401,12 +468,17 @@ class PostgresLedger(Ledger):
         async def op(conn: Any) -> Reservation:
             now = self.clock()
             row = await conn.fetchrow(
-                self._sql["reserve"], ref.account_id, ref.token_hash, wanted, minimum, request_id, agent, now, now + ttl
+                self._sql["reserve"], ref.account_id, ref.token_hash, wanted, minimum, request_id, agent, now,
+                now + ttl, self.owner.id,
             )
             if row is None:
                 raise AccountNotFound(ref)
             if row["hold"] is None:
-                raise InsufficientCredits(row["account_id"], row["available"], row["reserved"], minimum)
+                held = await conn.fetchrow(
+                    f"SELECT COUNT(*) AS n, MAX(expires_at) AS until FROM {self._sql['s']}.reservations "
+                    "WHERE account_id = $1 AND status = 'held'", row["account_id"])
+                raise InsufficientCredits(row["account_id"], row["available"], row["reserved"], minimum,
+                                          held["until"], held["n"])
             return Reservation(request_id, row["account_id"], row["hold"], HELD, 0, now, now + ttl, agent)
 
         return await self._run(op, transaction=False)

@@ -21,7 +21,9 @@ from robutler_specs import ServiceUnavailable
 from .base import (
     CHARGE,
     EXPIRED,
+    HEARTBEAT_INTERVAL,
     HELD,
+    OWNER_TIMEOUT,
     RELEASED,
     SETTLED,
     TOKEN,
@@ -35,6 +37,7 @@ from .base import (
     AccountRef,
     InsufficientCredits,
     Ledger,
+    Owner,
     Reservation,
     Settlement,
     Transaction,
@@ -80,7 +83,21 @@ CREATE TABLE IF NOT EXISTS transactions (
     UNIQUE (request_id, kind)
 );
 CREATE INDEX IF NOT EXISTS transactions_account ON transactions (account_id, id);
+CREATE TABLE IF NOT EXISTS ledger_owners (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
 INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('schema_version', '1');
+"""
+
+#: Version 2: reservations name their owner (a ledger of version 1 gains the column).
+MIGRATE_2 = "ALTER TABLE reservations ADD COLUMN owner TEXT"
+FINISH_2 = """
+CREATE INDEX IF NOT EXISTS reservations_owner ON reservations (owner) WHERE status = 'held';
+UPDATE ledger_meta SET value = '2' WHERE key = 'schema_version' AND value < '2';
 """
 
 _ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM accounts"
@@ -98,8 +115,9 @@ class SQLiteLedger(Ledger):
 
     backend = "sqlite"
 
-    def __init__(self, path: str, *, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(clock)
+    def __init__(self, path: str, *, timeout: float = 10.0, clock: Callable[[], float] = time.time,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL, owner_timeout: float = OWNER_TIMEOUT) -> None:
+        super().__init__(clock, heartbeat_interval=heartbeat_interval, owner_timeout=owner_timeout)
         self.path = path
         self.timeout = timeout
         self._worker: GroupCommitWorker | None = None
@@ -129,6 +147,17 @@ class SQLiteLedger(Ledger):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(reservations)")}
+            if "owner" not in columns:
+                conn.execute("BEGIN IMMEDIATE")
+                try:  # another process may have migrated it meanwhile
+                    if "owner" not in {row[1] for row in conn.execute("PRAGMA table_info(reservations)")}:
+                        conn.execute(MIGRATE_2)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            conn.executescript(FINISH_2)
         except BaseException:
             conn.close()
             raise
@@ -152,9 +181,11 @@ class SQLiteLedger(Ledger):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        await self.start_owner()
         await self.expire()
 
     async def close(self) -> None:
+        await self.stop_owner()
         worker, self._worker = self._worker, None
         if worker is not None:
             await worker.close()
@@ -260,6 +291,41 @@ class SQLiteLedger(Ledger):
     async def expire(self, account_id: str | None = None) -> int:
         return await self._run(lambda conn: self._expire(conn, account_id))
 
+    # -- owners ----------------------------------------------------------------------------
+
+    async def _beat(self, owner: Owner, now: float) -> None:
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO ledger_owners (id, host, pid, started, heartbeat) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
+            (owner.id, owner.host, owner.pid, owner.started, now),
+        ))
+
+    async def _owners(self) -> list[Owner]:
+        rows = await self._run(lambda conn: conn.execute(
+            "SELECT id, host, pid, started, heartbeat FROM ledger_owners").fetchall())
+        return [Owner(*row) for row in rows]
+
+    async def _release_owners(self, owners: list[str], now: float, *, orphans: bool = False) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            marks = ", ".join("?" * len(owners))
+            where = f"status = 'held' AND (owner IN ({marks})"
+            if orphans:
+                where += " OR (owner IS NOT NULL AND owner NOT IN (SELECT id FROM ledger_owners))"
+            where += ")"
+            rows = conn.execute(
+                f"SELECT account_id, SUM(amount) FROM reservations WHERE {where} GROUP BY account_id", owners
+            ).fetchall()
+            conn.execute(f"UPDATE reservations SET status = '{EXPIRED}', closed_at = ? WHERE {where}", [now, *owners])
+            for account_id, total in rows:
+                conn.execute(
+                    "UPDATE accounts SET available = available + ?, reserved = reserved - ? WHERE id = ?",
+                    (total, total, account_id),
+                )
+            conn.execute(f"DELETE FROM ledger_owners WHERE id IN ({marks})", owners)
+            return sum(total for _, total in rows)
+
+        return await self._run(op)
+
     async def reserve(
         self, ref: AccountRef, request_id: str, wanted: int, minimum: int, ttl: float, agent: str | None = None
     ) -> Reservation:
@@ -282,7 +348,11 @@ class SQLiteLedger(Ledger):
             assert account is not None
             if account.available < minimum:
                 # Returned, not raised: the expired holds released above stay released.
-                return InsufficientCredits(account_id, account.available, account.reserved, minimum)
+                holds, until = conn.execute(
+                    "SELECT COUNT(*), MAX(expires_at) FROM reservations WHERE account_id = ? AND status = 'held'",
+                    (account_id,),
+                ).fetchone()
+                return InsufficientCredits(account_id, account.available, account.reserved, minimum, until, holds)
             amount = min(wanted, account.available)
             # The WHERE clause is the guard; under the write lock it always holds here.
             conn.execute(
@@ -292,9 +362,9 @@ class SQLiteLedger(Ledger):
             )
             now = self.clock()
             conn.execute(
-                "INSERT INTO reservations (request_id, account_id, amount, status, agent, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (request_id, account_id, amount, HELD, agent, now, now + ttl),
+                "INSERT INTO reservations (request_id, account_id, amount, status, agent, created_at, expires_at, "
+                "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (request_id, account_id, amount, HELD, agent, now, now + ttl, self.owner.id),
             )
             return Reservation(request_id, account_id, amount, HELD, 0, now, now + ttl, agent)
 
