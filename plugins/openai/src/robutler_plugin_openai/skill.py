@@ -6,7 +6,6 @@ import typing
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-
 from robutler_specs import (
     AgentSpec,
     ChatCompletionChunk,
