@@ -58,7 +58,10 @@ class Routes:
         ]
 
 
-ROUTES = ["/a/chat/completions", "/v1/chat/completions", "/v1/completions", "/a/echo", "/things/a/echo", "/things/echo"]
+ROUTES = [
+    "/a/chat/completions", "/v1/chat/completions", "/v1/completions", "/v1/responses", "/a/responses",
+    "/a/echo", "/things/a/echo", "/things/echo",
+]
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,8 @@ def body_for(route: str, where: str, value: Any) -> dict[str, Any]:
         return {where: value}
     if route == "/v1/completions":
         return {"model": "a", "prompt": "hi", where: value}
+    if route.endswith("/responses"):
+        return {"model": "a", "input": "hi", where: value}
     body: dict[str, Any] = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
     if where == "tools":
         body["tools"] = [{"type": "function", "function": {"name": "f", "parameters": value}}]
@@ -141,9 +146,11 @@ def test_nesting_is_a_400_naming_the_field_past_the_limit_and_never_a_500(
         error = _error(response)
         assert error["code"] == "json_too_deep"
         assert str(MAX_JSON_DEPTH) in error["message"]
-        if route.startswith(("/a/chat", "/v1/")):
+        if route.startswith(("/a/chat", "/v1/chat", "/v1/completions")):
             field = "messages" if where == "arguments" else where
             assert error["param"] == field
+        elif route.endswith("/responses"):
+            assert error["param"] == where
     else:
         assert response.status_code in (200, 400), response.text
 
