@@ -122,6 +122,7 @@ def child_context(agent: Agent, messages: list[Message], parent: RequestContext 
     else:
         chain = (*parent.chain, parent.agent.name)
     headers = dict(parent.headers)
+    headers.update(parent.forward_headers)
     headers[CHAIN_HEADER] = ",".join(chain)
     budget = parent.remaining_budget()
     if budget is not None:

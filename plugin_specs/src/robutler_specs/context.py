@@ -93,6 +93,10 @@ class LLMCall(msgspec.Struct, kw_only=True):
     :ivar attempt: the attempt number for this round, starting at 1.
     :ivar fallbacks: the models tried after ``model`` when it fails (the rest of the
         agent's list, models whose circuit is open last); a hook may change it.
+    :ivar headers: extra HTTP headers for this call's upstream request, which provider
+        plugins send beside their own (never to replace the credentials); a
+        ``before_llm_call`` hook sets them (the otel skill's ``traceparent``). A retry
+        starts with the previous try's.
     """
 
     model: str
@@ -103,6 +107,7 @@ class LLMCall(msgspec.Struct, kw_only=True):
     round: int = 0
     attempt: int = 1
     fallbacks: list[str] = []
+    headers: dict[str, str] = {}
 
     @property
     def provider(self) -> str:
@@ -229,6 +234,11 @@ class RequestContext:
         payer authorized for this request; handoffs and agent calls pass it on as the
         callee's ``X-Authorized-Amount``, so a chain never spends more.
     :ivar answered_by: the agent whose answer this is, when a handoff passed it on.
+    :ivar forward_headers: headers this request passes on to the agents it calls
+        (handoffs, ``ask_agent``): a local agent's request gets them among its
+        ``headers``, and a plugin calling remote agents (nli) sends them. Skills add to
+        it (the otel skill's ``traceparent``); any ``Mapping`` will do: it is read when
+        each call is made.
     """
 
     __slots__ = (
@@ -240,6 +250,7 @@ class RequestContext:
         "client_tools",
         "cost",
         "created",
+        "forward_headers",
         "headers",
         "identity",
         "messages",
@@ -286,6 +297,7 @@ class RequestContext:
         self.chain = chain
         self.budget: Callable[[], float | None] | None = None
         self.answered_by: str | None = None
+        self.forward_headers: Mapping[str, str] = {}
         self._extra_tools: dict[str, ToolSpec] | None = None
 
     def add_tool(self, fn: Callable[..., Any] | ToolSpec, *, plugin: str | None = None) -> ToolSpec:

@@ -92,7 +92,8 @@ class SkillHooks:
     def before_llm_call(self, ctx: RequestContext, call: LLMCall) -> None:
         """Called before every LLM call (each round of the tool loop, each attempt).
 
-        Edit ``call`` in place: its ``messages``, ``tools``, ``params`` or ``model``. A
+        Edit ``call`` in place: its ``messages``, ``tools``, ``params``, ``model`` or
+        ``headers`` (extra HTTP headers the provider sends upstream: trace context). A
         retry or a fallback model is a new call (``call.attempt`` > 1, maybe another
         ``model``) that starts from the previous try's, edits included; raising here ends
         the request with that error (a pricing skill refusing a dearer fallback model).
@@ -161,8 +162,9 @@ class SkillHooks:
         The kernel calls it for a handoff to a URL (``handoffs: [https://...]``); a plugin
         that talks to other agents (``nli``) implements it. Send ``call.messages`` with
         ``call.budget`` as ``X-Authorized-Amount`` and ``call.chain`` as
-        ``X-Robutler-Chain``; return the callee's completion, its ``usage.cost`` being what
-        it charged. Raise a ``RequestError`` (``ProviderError`` 502...) when it fails.
+        ``X-Robutler-Chain``, and ``ctx.forward_headers`` (trace context) beside them;
+        return the callee's completion, its ``usage.cost`` being what it charged. Raise a
+        ``RequestError`` (``ProviderError`` 502...) when it fails.
 
         :param ctx: the calling request's context.
         :param call: where to, what, and the budget.

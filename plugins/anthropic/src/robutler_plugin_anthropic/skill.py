@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anthropic
 import httpx2
@@ -89,8 +89,10 @@ class AnthropicSkill(Skill):
     async def _post(self, call: LLMCall, *, stream: bool) -> httpx2.Response:
         body = request_body(call, self.config, stream=stream)
         try:
+            # A call's extra headers (LLMCall.headers: trace context) ride on the SDK's options.
+            options: Any = {"headers": dict(call.headers)} if call.headers else {}
             response: httpx2.Response = await self.client.post(
-                MESSAGES_PATH, content=body, cast_to=httpx2.Response, stream=stream)
+                MESSAGES_PATH, content=body, cast_to=httpx2.Response, stream=stream, options=options)
         except anthropic.AnthropicError as exc:
             raise self._error(exc, call) from exc
         return response

@@ -14,7 +14,7 @@ usage the kernel records itself.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -176,12 +176,15 @@ class Caller:
         return min([budget, *caps])
 
     def outbound(self, dest: Destination, messages: list[Message], chain: list[str], *, stream: bool,
-                 budget: float | None, timeout: float | None = None) -> client.Outbound:
+                 budget: float | None, timeout: float | None = None,
+                 forward: Mapping[str, str] | None = None) -> client.Outbound:
         """The HTTP call to ``dest``: the callee's credentials (never the caller's), the
-        chain, and the authorized amount."""
+        chain, the authorized amount, and the request's ``forward_headers`` (trace
+        context; ours win)."""
         assert dest.url is not None
         amount = self.authorize(budget, dest)
         headers = {
+            **(forward or {}),
             CHAIN_HEADER: ",".join(chain),
             "Accept": "text/event-stream" if stream else "application/json",
         }
@@ -213,10 +216,11 @@ class Caller:
             return await a2a.complete(self.kernel.state, client.session(self.kernel), out, dest.url, messages)
         return await client.complete(client.session(self.kernel), out)
 
-    async def complete(self, call: AgentCall) -> ChatCompletion:
+    async def complete(self, call: AgentCall, forward: Mapping[str, str] | None = None) -> ChatCompletion:
         """A remote handoff's completion (``agent_complete``)."""
         dest = self.remote(call.url)
-        out = self.outbound(dest, call.messages, call.chain, stream=False, budget=call.budget, timeout=call.timeout)
+        out = self.outbound(dest, call.messages, call.chain, stream=False, budget=call.budget, timeout=call.timeout,
+                            forward=forward)
         completion, headers = await self._complete(dest, out, call.messages)
         if isinstance(completion.usage.cost, msgspec.UnsetType):
             cost = _cost(None, headers)
@@ -224,13 +228,14 @@ class Caller:
                 completion.usage.cost = cost
         return completion
 
-    async def stream(self, call: AgentCall) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, call: AgentCall, forward: Mapping[str, str] | None = None) -> AsyncIterator[ChatCompletionChunk]:
         """A remote handoff's chunks (``agent_stream``); errors before the first chunk are
         raised here."""
         dest = self.remote(call.url)
         if dest.protocol == "a2a":  # an A2A answer arrives whole: one chunk
-            return a2a.as_chunks(await self.complete(call))
-        out = self.outbound(dest, call.messages, call.chain, stream=True, budget=call.budget, timeout=call.timeout)
+            return a2a.as_chunks(await self.complete(call, forward))
+        out = self.outbound(dest, call.messages, call.chain, stream=True, budget=call.budget, timeout=call.timeout,
+                            forward=forward)
         return await client.stream(client.session(self.kernel), out)
 
     # -- ask_agent and skills (remote usage recorded here) ---------------------------------
@@ -267,7 +272,8 @@ class Caller:
                 ctx.answered_by = answered_by
             return _reply(completion, dest.local, _cost(completion.usage))
         started = time.perf_counter()
-        out = self.outbound(dest, messages, self._chain(ctx), stream=False, budget=ctx.remaining_budget())
+        out = self.outbound(dest, messages, self._chain(ctx), stream=False, budget=ctx.remaining_budget(),
+                            forward=ctx.forward_headers)
         completion, headers = await self._complete(dest, out, messages)
         cost = _cost(completion.usage, headers)
         self._record(ctx, dest, completion.usage, cost, started)
@@ -285,7 +291,8 @@ class Caller:
         if dest.protocol == "a2a":  # an A2A answer arrives whole: one chunk
             return a2a.as_chunks((await self.ask(ctx, agent, message)).completion)
         started = time.perf_counter()
-        out = self.outbound(dest, messages, self._chain(ctx), stream=True, budget=ctx.remaining_budget())
+        out = self.outbound(dest, messages, self._chain(ctx), stream=True, budget=ctx.remaining_budget(),
+                            forward=ctx.forward_headers)
         chunks = await client.stream(client.session(self.kernel), out)
         return self._metered(ctx, dest, chunks, started)
 

@@ -92,12 +92,12 @@ class NLISkill(Skill):
     @hookimpl
     async def agent_complete(self, ctx: RequestContext, call: AgentCall) -> ChatCompletion:
         """Call the remote agent of a handoff (the kernel records its usage and cost)."""
-        return await self.caller.complete(call)
+        return await self.caller.complete(call, ctx.forward_headers)
 
     @hookimpl
     async def agent_stream(self, ctx: RequestContext, call: AgentCall) -> AsyncIterator[ChatCompletionChunk]:
         """Stream the remote agent of a handoff (the kernel records its usage and cost)."""
-        return await self.caller.stream(call)
+        return await self.caller.stream(call, ctx.forward_headers)
 
 
 __all__ = ["NLISkill"]

@@ -9,7 +9,7 @@ between meeting the server's throughput target and not). Opt in with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -39,6 +39,10 @@ def _message(body: bytes) -> tuple[str, str | None]:
     if isinstance(error, _Error):
         return error.message or "no error message", error.param
     return (error or body.decode(errors="replace")[:500]), None
+
+
+#: The headers of ours a call's extra headers never replace (lower-case).
+_OWN = frozenset({"authorization", "content-type", "accept", "openai-organization"})
 
 
 class DirectTransport:
@@ -79,11 +83,14 @@ class DirectTransport:
             await self._session.close()
             self._session = None
 
-    async def post(self, body: bytes, model: str) -> aiohttp.ClientResponse:
-        """Send ``body`` once; returns the response with its body unread. A failure is
-        raised as the same ``RequestError`` the SDK path raises (the kernel retries)."""
+    async def post(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+        """Send ``body`` once (with the call's extra ``headers``, ``LLMCall.headers``); returns
+        the response with its body unread. A failure is raised as the same ``RequestError``
+        the SDK path raises (the kernel retries)."""
         try:
-            response = await self.session.post(self.url, data=body)
+            # The session's own headers win: a skill's extra headers never replace the auth.
+            extra = {k: v for k, v in headers.items() if k.lower() not in _OWN} if headers else None
+            response = await self.session.post(self.url, data=body, headers=extra)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise self._timeout(exc, model) from exc
         except aiohttp.ClientConnectorError as exc:

@@ -112,7 +112,7 @@ class OpenAISkill(Skill):
         body = chat_body(call, self.config.default_params, stream=False)
         direct = self._direct_transport()
         if direct is not None:
-            answer = await direct.post(body, call.model_name)
+            answer = await direct.post(body, call.model_name, call.headers)
             try:
                 content = await answer.read()
             except Exception as exc:
@@ -121,7 +121,7 @@ class OpenAISkill(Skill):
                 answer.release()
             return parse_completion(content, call.model_name)
         try:
-            response = await post(self.client, "/chat/completions", body)
+            response = await post(self.client, "/chat/completions", body, headers=call.headers)
         except sdk_error() as exc:
             raise self._error(exc, call) from exc
         return parse_completion(response.content, call.model_name)
@@ -141,12 +141,12 @@ class OpenAISkill(Skill):
         body = chat_body(call, self.config.default_params, stream=True)
         direct = self._direct_transport()
         if direct is not None:
-            answer = await direct.post(body, call.model_name)
+            answer = await direct.post(body, call.model_name, call.headers)
             return chunk_stream(body_reader(answer), closer(answer),
                                 lambda exc: direct.read_error(exc, call.model_name),
                                 model=call.model_name, base_url=self.config.base_url)
         try:
-            response = await post(self.client, "/chat/completions", body, stream=True)
+            response = await post(self.client, "/chat/completions", body, stream=True, headers=call.headers)
         except sdk_error() as exc:
             raise self._error(exc, call) from exc
         return chunk_stream(response.aiter_bytes(), response.aclose, lambda exc: self._error(exc, call),

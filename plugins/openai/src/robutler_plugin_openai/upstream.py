@@ -9,6 +9,7 @@ models (and transforming params through its TypedDicts) costs more than the HTTP
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -84,11 +85,14 @@ def chat_body(call: LLMCall, default_params: dict[str, Any], *, stream: bool) ->
     return _encode(body)
 
 
-async def post(client: openai.AsyncOpenAI, path: str, body: bytes, *, stream: bool = False) -> Response:
-    """POST ``body`` through the SDK; the response is raw (unread when ``stream``)."""
+async def post(client: openai.AsyncOpenAI, path: str, body: bytes, *, stream: bool = False,
+               headers: Mapping[str, str] | None = None) -> Response:
+    """POST ``body`` through the SDK, with a call's extra ``headers`` (``LLMCall.headers``);
+    the response is raw (unread when ``stream``)."""
+    options: Any = {"headers": dict(headers)} if headers else {}
     from .transport import Response  # here: the HTTP library comes with the SDK
 
-    response: Response = await client.post(path, content=body, cast_to=Response, stream=stream)
+    response: Response = await client.post(path, content=body, cast_to=Response, stream=stream, options=options)
     return response
 
 
