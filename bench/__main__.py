@@ -19,6 +19,7 @@ SUITES = {
     "network": "bench.targets_network",
     "guardrails": "bench.targets_guardrails",
     "mcp": "bench.targets_mcp",
+    "otel": "bench.targets_otel",
 }
 
 args = sys.argv[1:]
