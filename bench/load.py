@@ -99,8 +99,8 @@ def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
     out = {"load": time.process_time(), "machine": busy}
     for name, proc in procs.items():
         try:
-            times = proc.cpu_times()
-            out[name] = times.user + times.system
+            # A server with workers (serve --workers) is its supervisor and its children.
+            out[name] = sum(t.user + t.system for t in (p.cpu_times() for p in [proc, *proc.children(recursive=True)]))
         except psutil.Error:
             pass
     return out

@@ -37,6 +37,13 @@ class CpuPlan:
     upstream: set[int] | None
     load: set[int] | None
 
+    @property
+    def all(self) -> set[int] | None:
+        """Every core of the plan (a server with several workers runs on all of them)."""
+        if self.server is None:
+            return None
+        return self.server | (self.upstream or set()) | (self.load or set())
+
     def describe(self) -> str:
         if self.server is None:
             return "not pinned"

@@ -72,11 +72,16 @@ def start_servers(settings: Settings, procs: P.ProcessSet, plan: P.CpuPlan, log_
             path.write_text(to_yaml(config))
             argv = ["-m", "robutler_kernel.cli", "serve", "--config", str(path), "--port", str(port),
                     "--metrics-port", str(config["server"]["metrics_port"])]
+            if target.workers > 1:
+                argv += ["--workers", str(target.workers)]
         elif target.kind == "passthrough":
             argv = ["-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url]
         else:
             raise ValueError(f"{target.name}: unknown kind {target.kind!r}")
-        proc = procs.start(P.Proc(target.name, argv, log_dir, plan.server, src=target.src))
+        # Workers inherit the supervisor's cores: with several, the server gets every core
+        # (shared with the fake upstream and the load generator on a small machine).
+        cores = plan.all if target.workers > 1 else plan.server
+        proc = procs.start(P.Proc(target.name, argv, log_dir, cores, src=target.src))
         servers[target.name] = Server(target, f"http://127.0.0.1:{port}", proc.pid)
     for name, server in servers.items():
         if server.target.kind != "upstream":

@@ -55,6 +55,8 @@ class Target:
     :ivar uses_upstream: whether the fake upstream must run for this target.
     :ivar src: another checkout of this repository whose package sources the server runs
         on (``--baseline-src``: the same target at an earlier revision, in the same run).
+    :ivar workers: ``serve --workers``: worker processes of a Robutler target (above 1, the
+        server may use every core, and its CPU is its workers').
     """
 
     name: str
@@ -69,6 +71,7 @@ class Target:
     uses_upstream: bool = True
     body: Callable[[str, str], dict[str, Any]] = field(default=chat_body)
     src: str | None = None
+    workers: int = 1
 
     def request_body(self, scenario: str) -> dict[str, Any]:
         """The body sent in ``scenario``."""
@@ -142,6 +145,15 @@ TARGETS: dict[str, Target] = {
             config=openai_sdk_agent,
             baseline="passthrough",
             needs=("robutler_plugin_openai",),
+        ),
+        Target(
+            "robutler-2w",
+            "robutler",
+            "the robutler server with serve --workers 2 (compared with robutler: how it scales)",
+            config=openai_agent,
+            baseline="robutler",
+            needs=("robutler_plugin_openai",),
+            workers=2,
         ),
         Target(
             "robutler-scripted",

@@ -14,7 +14,7 @@ from typing import Any
 from robutler_specs import ConfigError, PluginError
 
 from . import eventloop
-from .config import KernelConfig, default_config, load_config
+from .config import KernelConfig, ServerConfig, default_config, load_config
 from .kernel import Kernel
 
 #: The config file used when a command is given none.
@@ -30,10 +30,12 @@ def _load(path: str | None) -> KernelConfig:
     return load_config(path)
 
 
-def _kernel(path: str | None) -> Kernel:
-    """The kernel of ``path`` (see :func:`_load`). Without any config the demo agent runs on
-    the ``scripted`` model: when that plugin is missing, say what to do instead."""
-    config = _load(path)
+def _kernel(path: str | None, config: KernelConfig | None = None) -> Kernel:
+    """The kernel of ``path`` (see :func:`_load`; ``config``: already loaded from it).
+    Without any config the demo agent runs on the ``scripted`` model: when that plugin is
+    missing, say what to do instead."""
+    if config is None:
+        config = _load(path)
     try:
         return Kernel(config)
     except PluginError as exc:
@@ -50,39 +52,60 @@ def _fail(message: str) -> int:
     return 1
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the configured agents (or the offline default agent) on Hypercorn."""
-    from .serve import ListenError, serve, start_metrics_server
-
-    kernel = _kernel(args.config)
-    config = kernel.config
-    server = config.server
-    host = args.host or server.host
-    port = server.port if args.port is None else args.port
+def configure_logging(server: ServerConfig, worker: int | None = None) -> None:
+    """The process's logging at ``ROBUTLER_LOG_LEVEL`` or ``server.log_level``; a worker of
+    ``serve --workers`` names itself in every line."""
+    where = "" if worker is None else f"[worker {worker}] "
     logging.basicConfig(
         level=os.environ.get("ROBUTLER_LOG_LEVEL", server.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s",
     )
     # HTTP client libraries log every upstream call at INFO: one line per request is
     # noise at this level, and costs throughput. Their warnings still show.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    metrics_port = start_metrics_server(
-        server.metrics_port if args.metrics_port is None else args.metrics_port, host
-    )
 
-    def ready(url: str) -> None:
-        first = kernel.agent_names[0] if kernel.agent_names else "assistant"
-        print(f"Robutler serving {len(kernel.agent_names)} agent(s) at {url}", flush=True)
-        for name in kernel.agent_names:
-            print(f"  {url}/{name}/chat/completions  ({kernel.agent(name).spec.model})", flush=True)  # type: ignore[union-attr]
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the configured agents (or the offline default agent) on Hypercorn."""
+    from .serve import ListenError, serve, start_metrics_server
+
+    config = _load(args.config)
+    server = config.server
+    host = args.host or server.host
+    port = server.port if args.port is None else args.port
+    workers = server.workers if args.workers is None else args.workers
+    # With workers, the supervisor imports no plugin (each worker builds its kernel, and a
+    # worker that cannot start stops the server with its error): it stays small.
+    kernel = _kernel(args.config, config) if workers == 1 else None
+    configure_logging(server)
+    wanted_metrics_port = server.metrics_port if args.metrics_port is None else args.metrics_port
+
+    def banner(url: str, metrics_port: int | None) -> None:
+        names = kernel.agent_names if kernel is not None else list(config.agents)
+        first = names[0] if names else "assistant"
+        print(f"Robutler serving {len(names)} agent(s) at {url}", flush=True)
+        for name in names:
+            print(f"  {url}/{name}/chat/completions  ({config.agents[name].model})", flush=True)
         if metrics_port:
             print(f"  metrics: http://{host}:{metrics_port}/metrics", flush=True)
+        if workers > 1:
+            print(f"  {workers} worker processes", flush=True)
         body = json.dumps({"messages": [{"role": "user", "content": "Hello!"}]})
         print(f"Try:\n  curl {url}/{first}/chat/completions -H 'Content-Type: application/json' -d '{body}'", flush=True)
 
+    if workers > 1:
+        from .workers import WorkersFailed, supervise
+
+        try:
+            return supervise(args.config, host=host, port=port, workers=workers, metrics_port=wanted_metrics_port,
+                             access_log=args.access_log, ready=banner)
+        except (ListenError, WorkersFailed) as exc:
+            return _fail(str(exc))
+    assert kernel is not None
+    metrics_port = start_metrics_server(wanted_metrics_port, host)
     try:
-        eventloop.run(serve(kernel, host, port, access_log=args.access_log, ready=ready))
+        eventloop.run(serve(kernel, host, port, access_log=args.access_log, ready=lambda url: banner(url, metrics_port)))
     except ListenError as exc:
         return _fail(str(exc))
     return 0
@@ -181,6 +204,16 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser(commands: Mapping[str, tuple[str, Any]] | None = None, note: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``robutler-kernel``.
 
@@ -201,6 +234,8 @@ def build_parser(commands: Mapping[str, tuple[str, Any]] | None = None, note: st
     serve.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, help="port (default: server.port, 8000)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (default: server.metrics_port, 9090)")
+    serve.add_argument("--workers", "-w", type=_positive, metavar="N",
+                       help="worker processes sharing the port, each with its own kernel (default: server.workers, 1)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
 

@@ -50,6 +50,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar host: interface to bind.
     :ivar port: HTTP port; ``0`` picks a free one.
     :ivar metrics_port: Prometheus ``/metrics`` port; ``None`` (``null``) disables it.
+    :ivar workers: worker processes sharing the port, each with its own kernel
+        (``serve --workers``; see ``docs/deployment.md``).
     :ivar max_body_bytes: largest accepted request body (413 above it).
     :ivar request_timeout: seconds one request may take in total.
     :ivar cors_origins: origins allowed by CORS (``"*"``: any); empty means CORS is off.
@@ -74,6 +76,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: Port = 8000
     metrics_port: Port | None = 9090
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 1
     max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1048576
     request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     cors_origins: list[str] = []

@@ -2,6 +2,12 @@
 
 The metrics live in the process-wide default registry: one kernel per process is the
 deployment model (scale out with replicas), and tests that build many kernels share them.
+
+With ``serve --workers N`` each worker process counts in its own files under
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen when the
+library is imported) and the supervisor serves their aggregate (:mod:`.workers`): counters
+and histograms are summed over every worker that ever ran, and each gauge says how its
+workers' values combine (``multiprocess_mode``, ignored in a single process).
 """
 
 from __future__ import annotations
@@ -20,14 +26,18 @@ REQUEST_DURATION = Histogram(
     ["agent"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
-ACTIVE_CONNECTIONS = Gauge("robutler_active_connections", "Active connections")
+# Connections open now on all live workers.
+ACTIVE_CONNECTIONS = Gauge("robutler_active_connections", "Active connections", multiprocess_mode="livesum")
 SKILL_USAGE = Counter("robutler_skill_usage_total", "Skill usage", ["skill", "agent"])
 TOKEN_USAGE = Counter("robutler_tokens_total", "Token usage", ["agent", "type"])
 LLM_CALLS = Counter(
     "robutler_llm_calls_total", "LLM call tries (retries and fallbacks included)", ["agent", "model", "outcome"]
 )
-AGENT_HEALTH = Gauge("robutler_agent_health", "Agent health status", ["agent"])
-DYNAMIC_AGENTS = Gauge("robutler_dynamic_agents_active", "Active dynamic agents")
+# Healthy only when healthy on every live worker.
+AGENT_HEALTH = Gauge("robutler_agent_health", "Agent health status", ["agent"], multiprocess_mode="livemin")
+# Each worker loads dynamic agents on its own first request for them: the most any live
+# worker holds is the closest to "how many are active" (a sum would count one agent N times).
+DYNAMIC_AGENTS = Gauge("robutler_dynamic_agents_active", "Active dynamic agents", multiprocess_mode="livemax")
 
 
 _children: dict[tuple[Any, ...], Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import signal
 import socket
 from typing import Any
@@ -89,11 +90,14 @@ def raise_open_files_limit(wanted: int, needed: int = 0) -> int:
     return int(soft)
 
 
-def start_metrics_server(port: int | None, host: str) -> int | None:
+def start_metrics_server(port: int | None, host: str, registry: Any = None) -> int | None:
     """Serve ``/metrics`` on ``port`` in a background thread; returns the bound port.
 
     A port that is taken is logged and skipped, so a second replica on one machine
-    still serves agents."""
+    still serves agents.
+
+    :param registry: the ``CollectorRegistry`` to serve (default: the process's own;
+        ``serve --workers`` gives one that reads every worker's files)."""
     if port is None:
         return None
     from prometheus_client import start_http_server
@@ -103,16 +107,23 @@ def start_metrics_server(port: int | None, host: str) -> int | None:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
     try:
-        start_http_server(port, addr=host)
+        if registry is None:
+            start_http_server(port, addr=host)
+        else:
+            start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         log.warning("metrics port %s unavailable (%s); metrics are not served", port, exc)
         return None
     return port
 
 
-async def serve(kernel: Kernel, host: str, port: int, *, access_log: bool = False, ready: Any = None) -> None:
+async def serve(
+    kernel: Kernel, host: str, port: int, *, access_log: bool = False, ready: Any = None, fd: int | None = None
+) -> None:
     """Serve ``kernel`` until SIGINT/SIGTERM. ``ready(url)`` is called once listening.
 
+    :param fd: a socket already bound and listening to accept on instead of binding
+        ``host:port`` (``serve --workers``: every worker accepts on the supervisor's socket).
     :raises ListenError: the address cannot be bound (before the kernel starts).
     """
     server = kernel.config.server
@@ -131,16 +142,21 @@ async def serve(kernel: Kernel, host: str, port: int, *, access_log: bool = Fals
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        bound = sock.getsockname()[1]
-    except OSError as exc:
-        raise _listen_error(host, port, exc) from None
-    finally:
-        sock.close()
-    config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]
+    if fd is not None:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            bound = sock.getsockname()[1]
+        config.bind = [f"fd://{fd}"]
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            bound = sock.getsockname()[1]
+        except OSError as exc:
+            raise _listen_error(host, port, exc) from None
+        finally:
+            sock.close()
+        config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]
     task = asyncio.create_task(hypercorn_serve(kernel.asgi_app(), config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     while not kernel.started and not task.done():
         await asyncio.sleep(0.01)
