@@ -79,7 +79,7 @@ def openapi_document(kernel: Kernel) -> Any:
         if not built:
             from ..openapi import document
 
-            built.append(json_response(document(kernel)).body)
+            built.append(bytes(json_response(document(kernel)).body))
         return Response(built[0], media_type="application/json")
 
     return endpoint
