@@ -32,6 +32,7 @@ def test_a_plugins_section_brings_its_plugin() -> None:
 
 def test_a_skill_no_plugin_names_imports_the_rest_before_giving_up() -> None:
     import pytest
+
     from robutler_specs import PluginError
 
     with pytest.raises(PluginError, match="nonexistent"):
