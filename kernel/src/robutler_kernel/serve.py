@@ -13,6 +13,7 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
+from . import reclaim
 from .kernel import Kernel
 
 log = logging.getLogger("robutler.serve")
@@ -162,4 +163,10 @@ async def serve(
         await asyncio.sleep(0.01)
     if ready is not None and not task.done():
         ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound}")
-    await task
+    # Memory a burst left behind goes back to the OS once the server is quiet (reclaim.py).
+    reclaimer = asyncio.create_task(reclaim.run()) if reclaim.enabled() else None
+    try:
+        await task
+    finally:
+        if reclaimer is not None:
+            reclaimer.cancel()
