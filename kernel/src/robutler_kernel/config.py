@@ -44,6 +44,27 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _KeyPath = tuple[str | int, ...]
 
 
+class HealthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Health of the host and how often it is checked (``server.health:``).
+
+    :ivar disk_path: the folder whose file system is checked (the data folder).
+    :ivar disk_max_percent: the disk check fails above this use of ``disk_path``'s file system.
+    :ivar memory_max_percent: the memory check fails above this use of the host's memory.
+    :ivar host_required: a failing disk or memory check makes ``/ready`` answer 503; by
+        default they only inform (``/health/detailed`` says ``degraded``).
+    :ivar interval: seconds between background runs of every check by a served kernel
+        (they set ``robutler_agent_health``); ``0`` runs them only when asked.
+    :ivar timeout: seconds one check may take.
+    """
+
+    disk_path: str = "."
+    disk_max_percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 90.0
+    memory_max_percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 90.0
+    host_required: bool = False
+    interval: Annotated[float, msgspec.Meta(ge=0)] = 15.0
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+
+
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The HTTP server (``server:`` section).
 
@@ -69,6 +90,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     :ivar strict_transport_security: the ``Strict-Transport-Security`` value to send on
         every answer (``max-age=31536000; includeSubDomains``); ``None``: not sent (only
         set it when every client reaches the server over HTTPS).
+    :ivar health: host checks (disk, memory) and the background check interval.
     :ivar default_agent: the agent that answers a ``POST /v1/completions`` naming no
         ``model`` (V1 clients sent none); ``None``: the only agent, else a 400 listing them.
     """
@@ -86,6 +108,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backlog: Annotated[int, msgspec.Meta(ge=1)] = 4096
     security_headers: bool = True
     strict_transport_security: str | None = None
+    health: HealthSettings = msgspec.field(default_factory=HealthSettings)
     default_agent: str | None = None
 
 

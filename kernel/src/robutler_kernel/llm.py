@@ -40,6 +40,7 @@ from robutler_specs import (
 from .assembly import StreamAssembler
 from .breaker import CircuitBreaker
 from .hooks import SkillHookCaller
+from .metrics import LLM_FIRST_TOKEN, LLM_LATENCY, UPSTREAM_ERRORS, child
 from .retry import Tries
 from .usage import estimate_usage
 
@@ -178,7 +179,9 @@ class LLMCalls:
                         assembler.add(chunk)
                         for choice in chunk.choices:
                             if choice.delta.content:
-                                sent = True
+                                if not sent:
+                                    sent = True
+                                    child(LLM_FIRST_TOKEN, call.provider, call.model).observe(time.perf_counter() - started)
                                 yield Delta(content=choice.delta.content)
                         if chunks is None:
                             break
@@ -263,6 +266,7 @@ class LLMCalls:
         if assembler is not None and (assembler.usage or assembler.has_output):
             self._record_partial(ctx, call, assembler, started, exc)
             return
+        _count_error(call, exc)
         ctx.usage.append(
             UsageRecord(
                 kind="llm", name=call.model, plugin=call.provider, attempt=call.attempt,
@@ -276,12 +280,17 @@ class LLMCalls:
         """Meter a stream that ended early: what was produced, estimated unless the
         provider already reported usage (so pricing skills can bill what was delivered)."""
         reason = exc.message if isinstance(exc, RequestError) else type(exc).__name__
+        if isinstance(exc, Exception):  # not the client going away
+            _count_error(call, exc)
         self._record(ctx, call, assembler.result(), started, ok=False, error=f"stream ended early: {reason}")
 
     def _record(
         self, ctx: RequestContext, call: LLMCall, result: LLMResult, started: float,
         *, ok: bool = True, error: str | None = None,
     ) -> None:
+        duration = time.perf_counter() - started
+        if ok:
+            child(LLM_LATENCY, call.provider, call.model).observe(duration)
         usage = result.usage
         if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
             usage = result.usage = estimate_usage(call.messages, result.message)
@@ -298,7 +307,7 @@ class LLMCalls:
                 attempt=call.attempt,
                 ok=ok,
                 error=error,
-                duration_ms=(time.perf_counter() - started) * 1000,
+                duration_ms=duration * 1000,
             )
         )
 
@@ -328,6 +337,18 @@ class LLMCalls:
             param="model",
             code="model_not_found",
         )
+
+
+def _count_error(call: LLMCall, exc: Exception) -> None:
+    """Count a failed try as an upstream error of its provider, by the status it became
+    (a model no skill serves is the agent's configuration, not the upstream's)."""
+    if isinstance(exc, RequestError):
+        if exc.code == "model_not_found":
+            return
+        status = str(exc.status)
+    else:
+        status = "502"
+    child(UPSTREAM_ERRORS, call.provider, status).inc()
 
 
 class Answer(msgspec.Struct):

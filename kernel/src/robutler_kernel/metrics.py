@@ -39,6 +39,30 @@ AGENT_HEALTH = Gauge("robutler_agent_health", "Agent health status", ["agent"], 
 # worker holds is the closest to "how many are active" (a sum would count one agent N times).
 DYNAMIC_AGENTS = Gauge("robutler_dynamic_agents_active", "Active dynamic agents", multiprocess_mode="livemax")
 
+# Per try of an LLM call, by the provider skill that served it and the model it asked for
+# (models come from agents' configs: bounded). Latency is of tries that answered; a try
+# that failed is an upstream error instead, by the HTTP status it became.
+_LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+LLM_LATENCY = Histogram(
+    "robutler_llm_latency_seconds", "Duration of an LLM call try that answered, to its last token",
+    ["provider", "model"], buckets=_LLM_BUCKETS,
+)
+LLM_FIRST_TOKEN = Histogram(
+    "robutler_llm_time_to_first_token_seconds", "Streamed LLM call tries: time to the first text token",
+    ["provider", "model"], buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+)
+UPSTREAM_ERRORS = Counter(
+    "robutler_upstream_errors_total", "LLM call tries that failed, by provider and the status they became",
+    ["provider", "status"],
+)
+# Tools the kernel ran for an agent (the agent's own: client tools are the client's), by
+# outcome: ok, error (the model saw an error result) or unknown (a name the agent lacks).
+TOOL_CALLS = Counter("robutler_tool_calls_total", "Tool calls run", ["agent", "tool", "outcome"])
+TOOL_DURATION = Histogram(
+    "robutler_tool_duration_seconds", "Tool call duration, hooks included", ["agent", "tool"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
 
 _children: dict[tuple[Any, ...], Any] = {}
 

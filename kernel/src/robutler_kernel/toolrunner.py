@@ -18,6 +18,7 @@ from robutler_specs import (
 )
 
 from .hooks import SkillHookCaller
+from .metrics import TOOL_CALLS, TOOL_DURATION, child
 from .usage import to_text
 
 log = logging.getLogger("robutler.tools")
@@ -71,6 +72,8 @@ async def run_tool(
     ``RequestError`` (a deliberate stop) propagates."""
     tool = inv.tool
     if tool is None:
+        # The name is the model's: never a label.
+        child(TOOL_CALLS, ctx.agent.name, "-", "unknown").inc()
         return ToolResult(
             content=f"Error: there is no tool named {inv.name!r} available to you.",
             is_error=True,
@@ -86,6 +89,9 @@ async def run_tool(
         else:
             result = await _run(inv, ctx, kwargs, timeout)
     result = await (hooks.after_handoff(ctx, inv, result) if handoff else hooks.after_toolcall(ctx, inv, result))
+    duration = time.perf_counter() - started
+    child(TOOL_CALLS, ctx.agent.name, tool.name, "error" if result.is_error else "ok").inc()
+    child(TOOL_DURATION, ctx.agent.name, tool.name).observe(duration)
     ctx.usage.append(
         UsageRecord(
             kind="handoff" if handoff else "tool",
@@ -93,7 +99,7 @@ async def run_tool(
             plugin=tool.plugin,
             ok=not result.is_error,
             error=result.content if result.is_error else None,
-            duration_ms=(time.perf_counter() - started) * 1000,
+            duration_ms=duration * 1000,
         )
     )
     return result

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from .errors import RequestError
+from .health import ProviderHealth
 
 T = TypeVar("T")
 
@@ -42,12 +43,15 @@ class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         finds them all busy waits up to ``connect_timeout`` for one, then fails like a
         connection that cannot be made (504, retried). The default is sized for 10,000
         concurrent streams and more.
+    :ivar health: the provider's health check (``GET {base_url}/models``, cached,
+        informative unless ``required``; see :class:`~robutler_specs.health.ProviderHealth`).
     """
 
     timeout: float = 300.0
     connect_timeout: float = 5.0
     default_params: dict[str, Any] = {}
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    health: ProviderHealth = msgspec.field(default_factory=ProviderHealth)
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.connect_timeout <= 0:

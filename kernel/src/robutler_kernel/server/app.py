@@ -6,6 +6,7 @@ CORS: :mod:`.front`), the chat fast path, the Starlette app.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -24,7 +25,7 @@ from .chat import ChatDoor
 from .completions import CompletionsDoor
 from .endpoints import PluginRouteDoor, SkillEndpointDoor, no_route, not_allowed
 from .front import FrontDoor
-from .health import make_health_routes
+from .health import make_health_routes, monitor
 from .responses_door import ResponsesDoor, StoredResponseDoor
 from .routes import error_response, guarded, json_response, make_routes
 
@@ -134,7 +135,13 @@ def build_app(kernel: Kernel) -> Any:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with kernel.lifespan():
-            yield
+            # Served (Hypercorn runs this lifespan): keep the health checks and
+            # robutler_agent_health current in the background.
+            watch = asyncio.create_task(monitor(kernel))
+            try:
+                yield
+            finally:
+                watch.cancel()
 
     app = Starlette(
         routes=routes,

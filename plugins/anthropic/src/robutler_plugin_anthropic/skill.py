@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import anthropic
@@ -20,6 +20,7 @@ from robutler_specs import (
 )
 from robutler_specs.provider import KEEPALIVE_CONNECTIONS, pool_full
 
+from . import health
 from .config import AnthropicConfig
 from .errors import PLUGIN, map_error
 from .stream import MessageStream
@@ -70,6 +71,10 @@ class AnthropicSkill(Skill):
                              else anthropic.DefaultAsyncHttpxClient(limits=limits)),
             )
         return self._client
+
+    def health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]]:
+        """The provider's ``GET /models``, cached; informative unless ``health.required``."""
+        return health.provider_checks(self)
 
     async def start(self) -> None:
         """Create the client, so the first request does not pay for it."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import AsyncIterator
-from typing import ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, ClassVar
 
 from robutler_specs import (
     AgentSpec,
@@ -18,7 +18,7 @@ from robutler_specs import (
 )
 from robutler_specs.provider import KEEPALIVE_CONNECTIONS, pool_full
 
-from . import registry
+from . import health, registry
 from .config import OpenAIConfig
 from .direct import DirectTransport, body_reader, closer
 from .errors import PLUGIN, map_error, sdk_error
@@ -73,6 +73,10 @@ class OpenAISkill(Skill):
                              else openai.DefaultAsyncHttpxClient(limits=limits)),
             )
         return self._client
+
+    def health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]]:
+        """The provider's ``GET /models``, cached; informative unless ``health.required``."""
+        return health.provider_checks(self)
 
     async def start(self) -> None:
         """Create the client, so the first request does not pay for it."""
