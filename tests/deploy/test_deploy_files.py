@@ -36,7 +36,8 @@ METRICS_PORT = 9090
 CONFIG_PATH = "/etc/robutler/robutler.yaml"
 SERVE_CMD = ["robutler-kernel", "serve", "--config", CONFIG_PATH, "--host", "0.0.0.0"]
 
-# The seed's (Ch6) Prometheus metric names: the dashboard may use nothing else.
+# The kernel's Prometheus metrics (the seed's Ch6 names and the LLM, tool and upstream ones):
+# the dashboard may use nothing else, and shows each.
 METRICS = {
     "robutler_requests_total",
     "robutler_request_duration_seconds",
@@ -44,8 +45,18 @@ METRICS = {
     "robutler_skill_usage_total",
     "robutler_tokens_total",
     "robutler_llm_calls_total",
+    "robutler_agent_health",
+    "robutler_dynamic_agents_active",
+    "robutler_llm_latency_seconds",
+    "robutler_llm_time_to_first_token_seconds",
+    "robutler_upstream_errors_total",
+    "robutler_tool_calls_total",
+    "robutler_tool_duration_seconds",
 }
-ALLOWED_SERIES = METRICS | {m + s for m in METRICS for s in ("_bucket", "_sum", "_count")}
+HISTOGRAMS = {"robutler_request_duration_seconds", "robutler_llm_latency_seconds",
+              "robutler_llm_time_to_first_token_seconds", "robutler_tool_duration_seconds"}
+ALLOWED_SERIES = METRICS | {m + s for m in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+AGENTS_DIR = DEPLOY / "agents"
 HEALTH_ENDPOINTS = ["/", "/health", "/health/detailed", "/ready", "/live"]
 ENV_VARS = [
     "OPENAI_API_KEY",
@@ -237,13 +248,25 @@ def test_expected_files_exist() -> None:
 # ---------------------------------------------------------------------------------- config
 
 
+def agent_files() -> dict[str, dict[str, Any]]:
+    """The agents of ``deploy/agents/`` (the config's ``agents_dir``) by name."""
+    return {p.stem: {**load_one(p), "name": p.stem} for p in sorted(AGENTS_DIR.glob("*.yaml"))}
+
+
 def test_config_has_the_example_agents() -> None:
     cfg = config()
+    assert (DEPLOY / cfg["agents_dir"]).resolve() == AGENTS_DIR
     agents = agents_of(cfg)
     models = {name: a.get("model") for name, a in agents.items()}
-    assert "openai/gpt-4o-mini" in models.values(), models
-    assert "scripted/echo" in models.values(), models
-    assert "${OPENAI_API_KEY}" in CONFIG.read_text(), "the API key must come from the environment"
+    assert set(models.values()) == {"scripted/echo"}, "the config's own agents must need no provider key"
+    files = agent_files()
+    assert files["assistant"]["model"] == "openai/gpt-4o-mini"
+    assert "${OPENAI_API_KEY}" in (AGENTS_DIR / "assistant.yaml").read_text(), "the key must come from the environment"
+    text = CONFIG.read_text()
+    for var in ("${REDIS_URL}", "${DATABASE_URL}", "${MILVUS_URI"):
+        assert var in text, f"deploy/robutler.yaml does not use {var}"
+    skills = {s for a in agents.values() for s in a.get("skills", {})}
+    assert {"short_term_memory", "long_term_memory", "vector_memory", "rate_limit", "payments"} <= skills
     assert cfg["server"]["host"] == "0.0.0.0"
     assert cfg["server"].get("port", API_PORT) == API_PORT
     assert cfg["server"].get("metrics_port", METRICS_PORT) == METRICS_PORT
@@ -253,7 +276,7 @@ def test_config_agents_match_the_agent_spec() -> None:
     """Each agent entry is a valid ``robutler_specs.AgentSpec`` (when the contract is installed)."""
     specs = pytest.importorskip("robutler_specs.agent")
     msgspec = pytest.importorskip("msgspec")
-    for name, agent in agents_of(config()).items():
+    for name, agent in {**agents_of(config()), **agent_files()}.items():
         spec = msgspec.convert(agent, specs.AgentSpec)
         assert spec.name == name
 
@@ -268,7 +291,11 @@ def test_config_loads_with_the_kernel_loader() -> None:
     assert set(loaded.agents) == set(agents_of(config()))
     assert loaded.server.host == "0.0.0.0"
     assert (loaded.server.port, loaded.server.metrics_port) == (API_PORT, METRICS_PORT)
-    assert loaded.agents["assistant"].skills["openai"]["api_key"] == "test-key"
+    assert loaded.agents["echo"].skills["short_term_memory"]["redis_url"] == "redis://r:6379/0"
+    assert loaded.plugins["payments"]["dsn"] == "postgresql://db/x"
+    agent = kernel_config.parse_agent_file((AGENTS_DIR / "assistant.yaml").read_text(), "assistant",
+                                           source="assistant.yaml", env=env)
+    assert agent.skills["openai"]["api_key"] == "test-key"
 
 
 def test_config_holds_no_secret() -> None:
@@ -440,6 +467,13 @@ def test_kernel_exports_the_dashboard_metrics() -> None:
             name = family.name + ("_total" if family.type == "counter" else "")
             found[name] = tuple(getattr(obj, "_labelnames", ()))
     expected = {
+        "robutler_agent_health": ("agent",),
+        "robutler_dynamic_agents_active": (),
+        "robutler_llm_latency_seconds": ("provider", "model"),
+        "robutler_llm_time_to_first_token_seconds": ("provider", "model"),
+        "robutler_upstream_errors_total": ("provider", "status"),
+        "robutler_tool_calls_total": ("agent", "tool", "outcome"),
+        "robutler_tool_duration_seconds": ("agent", "tool"),
         "robutler_requests_total": ("agent", "method", "status"),
         "robutler_request_duration_seconds": ("agent",),
         "robutler_active_connections": (),
@@ -476,10 +510,7 @@ def test_dashboard_uses_only_the_seed_metric_names() -> None:
         unknown = names - ALLOWED_SERIES
         assert not unknown, f"unknown metric(s) {sorted(unknown)} in: {expr}"
         used |= names
-    base = {
-        re.sub(r"_(bucket|sum|count)$", "", n) if n.startswith("robutler_request_duration") else n
-        for n in used
-    }
+    base = {re.sub(r"_(bucket|sum|count)$", "", n) if n not in METRICS else n for n in used}
     assert base == METRICS, f"metrics not on the dashboard: {sorted(METRICS - base)}"
     exprs = " ".join(dashboard_exprs())
     assert "histogram_quantile(0.50" in exprs and "histogram_quantile(0.99" in exprs
@@ -534,6 +565,7 @@ def test_k8s_kinds_and_api_versions() -> None:
         "Service": "v1",
         "HorizontalPodAutoscaler": "autoscaling/v2",
         "PodDisruptionBudget": "policy/v1",
+        "Ingress": "networking.k8s.io/v1",
     }
     namespace = k8s_object("Namespace")["metadata"]["name"]
     assert load_one(K8S / "kustomization.yaml").get("namespace") == namespace
@@ -619,6 +651,11 @@ def test_configmap_embeds_the_example_config() -> None:
     embedded = YAML(typ="safe", pure=True).load(StringIO(data["robutler.yaml"]))
     assert "agents" in embedded and agents_of(embedded)
     assert embedded == config(), "deploy/k8s/configmap.yaml drifted from deploy/robutler.yaml"
+    for path in AGENTS_DIR.glob("*.yaml"):
+        assert data.get(path.name) == path.read_text(), f"deploy/k8s/configmap.yaml drifted from deploy/agents/{path.name}"
+    items = {i["key"]: i["path"] for v in k8s_object("Deployment")["spec"]["template"]["spec"]["volumes"]
+             if "configMap" in v for i in v["configMap"]["items"]}
+    assert items == {"robutler.yaml": "robutler.yaml", **{p.name: f"agents/{p.name}" for p in AGENTS_DIR.glob("*.yaml")}}
 
 
 def test_secret_is_a_template_without_real_values() -> None:
