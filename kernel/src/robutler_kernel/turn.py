@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from contextvars import ContextVar
@@ -345,8 +346,20 @@ class Turn:
         another agent answered (a handoff), and what hooks set."""
         ctx = self.ctx
         if ctx.answered_by is not None:
-            return {"x-request-id": ctx.request_id, "x-robutler-agent": ctx.answered_by, **ctx.response_headers}
-        return {"x-request-id": ctx.request_id, **ctx.response_headers}
+            return {"x-request-id": request_id(ctx), "x-robutler-agent": ctx.answered_by, **ctx.response_headers}
+        return {"x-request-id": request_id(ctx), **ctx.response_headers}
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(ctx: RequestContext) -> str:
+    """The request's id as answered in ``x-request-id``: the caller's own (a load balancer's,
+    so that its logs and ours meet) when it sent a sane one, else the kernel's."""
+    given = ctx.headers.get("x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return ctx.request_id
 
 
 class Guard:
@@ -401,4 +414,4 @@ class Guard:
         raise too_slow(self.turn.timeout) from None
 
 
-__all__ = ["Answered", "ClientGone", "Guard", "Turn", "too_slow"]
+__all__ = ["Answered", "ClientGone", "Guard", "Turn", "request_id", "too_slow"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from robutler_specs import NotFound, RequestError
 
-from ..turn import ClientGone, Turn, too_slow
+from ..turn import ClientGone, Turn, request_id, too_slow
 from .responses import encode, internal_error, read_body, send_error, send_json
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class Door:
 
     def turn(self, scope: Scope, agent: Agent, ctx: Any) -> Turn:
         """A turn for ``ctx`` under ``server.request_timeout``, its id noted for errors."""
-        scope[REQUEST_ID] = ctx.request_id
+        scope[REQUEST_ID] = request_id(ctx)
         turn = scope[TURN] = Turn(agent, ctx, timeout=self.kernel.config.server.request_timeout)
         return turn
 

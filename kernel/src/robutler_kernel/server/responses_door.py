@@ -37,7 +37,7 @@ from robutler_specs.responses import (
 )
 
 from .. import responses_map as rmap
-from ..turn import Turn
+from ..turn import Turn, request_id
 from .door import REQUEST_ID, Door, Receive, Scope, Send, answer_json, answer_sse, find_agent, headers_of
 from .responses import check_depth, decode_error, encode
 
@@ -198,7 +198,7 @@ class ResponsesDoor(Door):
             if previous_id is not None and not owned(previous, ctx):
                 raise not_found(previous_id, "previous_response_id")
 
-        scope[REQUEST_ID] = ctx.request_id
+        scope[REQUEST_ID] = request_id(ctx)
         turn = _ResponsesTurn(agent, ctx, check, timeout=kernel.config.server.request_timeout)
         base = Response(
             id=ctx.request_id,
