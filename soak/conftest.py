@@ -7,6 +7,7 @@ Not part of the default test run (``testpaths`` is ``tests``): ``tox -e soak`` o
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,13 +30,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="sizes of the waves of new connections (default 10,50,100,500,1000)")
     group.addoption("--soak-loadgen-procs", type=int, default=2,
                     help="load generator processes for the big rounds (default 2)")
-    group.addoption("--soak-settle", type=float, default=20.0,
-                    help="seconds after the stream round before the server's RSS is read again (default 20)")
+    group.addoption("--soak-settle", type=float, default=45.0,
+                    help="seconds after the stream round before the server's RSS is read again (default 45)")
     group.addoption("--soak-minutes", type=float, default=1.0,
                     help="length of the mixed-load phases (faults, restarts, disconnects), in minutes (default 1)")
     group.addoption("--soak-fuzz-examples", type=int, default=100,
                     help="schemathesis / hypothesis examples per route or type (default 100)")
+    group.addoption("--soak-nice", type=int, default=0,
+                    help="nice value for the suite and every process it starts; e.g. -10 (root) keeps other "
+                         "work on a shared machine from distorting the load figures")
     group.addoption("--soak-json", default="soak-summary.json", help="where to write the summary (default ./soak-summary.json)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    nice = config.getoption("--soak-nice", default=0)
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)  # inherited by every process started from here
 
 
 @pytest.fixture(scope="session")

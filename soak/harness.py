@@ -292,7 +292,7 @@ class RedisInstance:
 
 def _pg_bin() -> Path | None:
     found = which("initdb", sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True))
-    return Path(found).parent if found else None
+    return Path(found).resolve().parent if found else None
 
 
 class PostgresInstance:
@@ -307,21 +307,21 @@ class PostgresInstance:
         self.user = "postgres" if os.geteuid() == 0 else None
         self.dir = Path(tempfile.mkdtemp(prefix="robutler-soak-pg-"))
         self.data = self.dir / "data"
-        if self.user is not None:
+        owner: dict[str, Any] = {}
+        if self.user is not None:  # PostgreSQL refuses to run as root
             import pwd
 
             entry = pwd.getpwnam(self.user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+            owner = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        subprocess.run(self._as_user([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                                      "--auth=trust", "-E", "UTF8", "--no-sync"]),
-                       check=True, capture_output=True)
+        done = subprocess.run([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                               "-E", "UTF8", "--no-sync"], capture_output=True, cwd=self.dir, **owner)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stderr.decode(errors='replace')[-500:]}")
         self.child: Child | None = None
         self.start()
-
-    def _as_user(self, argv: list[str]) -> list[str]:
-        return argv  # the user is switched by Popen (user=...)
 
     def start(self) -> None:
         argv = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
@@ -349,3 +349,77 @@ class PostgresInstance:
 __all__ = ["Child", "FakeUpstream", "PostgresInstance", "RedisInstance", "Row", "RssWatch", "Summary",
            "get_json", "openai_skill", "percentile", "row_from_results", "serve", "server_settings",
            "wait_port", "write_config"]
+
+
+# -- a steady client load -------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One request of a :class:`ClientLoad`: when it started (seconds since the load
+    began), its status (0: no answer), how long it took and what was wrong."""
+
+    at: float
+    status: int
+    seconds: float
+    error: str | None
+
+
+class ClientLoad:
+    """``clients`` threads sending requests to ``url`` until stopped; ``body(n)`` makes the
+    n-th request's JSON body, ``headers(n)`` its headers. A streamed answer is good when
+    it ends with ``data: [DONE]`` and no ``error`` event; a JSON one when it has choices."""
+
+    def __init__(self, url: str, body: Any, *, headers: Any = None, clients: int = 4, timeout: float = 30.0) -> None:
+        import itertools
+
+        self.url, self.body, self.headers, self.timeout = url, body, headers or (lambda n: {}), timeout
+        self.outcomes: list[Outcome] = []
+        self.t0 = time.monotonic()
+        self._count = itertools.count()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                n = next(self._count)
+                body = self.body(n)
+                started = time.monotonic()
+                status, error = 0, None
+                try:
+                    response = client.post(self.url, json=body, headers=self.headers(n))
+                    status = response.status_code
+                    text = response.text
+                    if status != 200:
+                        error = f"{status}: {text[:300]}"
+                    elif body.get("stream"):
+                        tail = text.rstrip()[-600:]
+                        if not tail.endswith("data: [DONE]") or '"error"' in tail:
+                            error = f"stream: ...{tail[-300:]}"
+                    elif '"choices"' not in text:
+                        error = f"no choices: {text[:300]}"
+                except Exception as exc:  # a client-side failure is an outcome, not a crash
+                    error = f"{type(exc).__name__}: {exc}"
+                self.outcomes.append(Outcome(started - self.t0, status, time.monotonic() - started, error))
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def stop(self) -> list[Outcome]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 10)
+        return self.outcomes
+
+
+def load_row(scenario: str, outcomes: list[Outcome], **kw: Any) -> Row:
+    """A summary row from :class:`ClientLoad` outcomes (``ok``: answered 200 and whole)."""
+    good = [o.seconds for o in outcomes if o.error is None]
+    bad = [o.error for o in outcomes if o.error is not None]
+    return Row(scenario, len(outcomes), len(good), len(bad), percentile(good, 0.5), percentile(good, 0.99),
+               max(good, default=None), error_sample=bad[0] if bad else None, **kw)
