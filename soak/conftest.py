@@ -26,6 +26,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--soak-streams", type=int, default=10_000, help="concurrent slow streams (default 10000)")
     group.addoption("--soak-stream-seconds", type=float, default=20.0,
                     help="how long each slow stream lasts, one chunk a second (default 20)")
+    group.addoption("--soak-ramp", type=float, default=15.0,
+                    help="seconds over which the streams are opened (default 15: all still open at once)")
+    group.addoption("--soak-workers", type=int, default=2,
+                    help="server.workers of the load test's server (default 2, one per core here)")
+    group.addoption("--soak-server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable of the load test's server (e.g. PYTHONMALLOC=malloc)")
     group.addoption("--soak-waves", default="10,50,100,500,1000",
                     help="sizes of the waves of new connections (default 10,50,100,500,1000)")
     group.addoption("--soak-loadgen-procs", type=int, default=2,
@@ -34,8 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds after the stream round before the server's RSS is read again (default 45)")
     group.addoption("--soak-minutes", type=float, default=1.0,
                     help="length of the mixed-load phases (faults, restarts, disconnects), in minutes (default 1)")
-    group.addoption("--soak-fuzz-examples", type=int, default=100,
-                    help="schemathesis / hypothesis examples per route or type (default 100)")
+    group.addoption("--soak-fuzz-examples", type=int, default=50,
+                    help="schemathesis / hypothesis examples per route or type (default 50)")
     group.addoption("--soak-nice", type=int, default=0,
                     help="nice value for the suite and every process it starts; e.g. -10 (root) keeps other "
                          "work on a shared machine from distorting the load figures")
@@ -54,7 +60,8 @@ def soak_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {
         "streams": opt("--soak-streams"), "stream_seconds": opt("--soak-stream-seconds"),
         "waves": [int(n) for n in opt("--soak-waves").split(",") if n.strip()],
-        "procs": opt("--soak-loadgen-procs"), "settle": opt("--soak-settle"),
+        "procs": opt("--soak-loadgen-procs"), "ramp": opt("--soak-ramp"), "workers": opt("--soak-workers"),
+        "server_env": opt("--soak-server-env"), "settle": opt("--soak-settle"),
         "minutes": opt("--soak-minutes"), "examples": opt("--soak-fuzz-examples"),
     }
 

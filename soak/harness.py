@@ -127,16 +127,40 @@ class RssWatch:
         self.interval = interval
         self.before = self.rss()
         self.peak = self.before
+        self.cpu_before = self.cpu()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
         self._thread.start()
 
     def rss(self) -> float:
-        """The resident set size now, in MiB (0 once the process is gone)."""
+        """The resident set size now, in MiB, of the process and its children (a server's
+        workers); 0 once it is gone."""
         try:
-            return float(self.process.memory_info().rss) / MiB
+            procs = [self.process, *self.process.children(recursive=True)]
         except psutil.Error:
             return 0.0
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / MiB
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) used so far by the process and its children."""
+        try:
+            procs = [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
