@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from robutler_specs.responses import Response, ResponsesRequest
 from robutler_specs.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionRequest
 
-from .harness import FakeUpstream, openai_skill, serve, server_settings
+from .harness import FakeUpstream, Row, Summary, openai_skill, serve, server_settings
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +51,20 @@ def _operations() -> list[Any]:
 OPERATIONS = _operations()
 
 
+def _fuzz_row(summary: Summary) -> Row:
+    """The summary row all fuzzed operations add to."""
+    for row in summary.rows:
+        if row.scenario.startswith("schemathesis"):
+            return row
+    return summary.add(Row("schemathesis: every operation of /openapi.json", 0, 0, 0, extra={"statuses": {}}))
+
+
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
-def test_every_route(operation: Any, fuzz_server: Any, soak_options: dict[str, Any]) -> None:
+def test_every_route(operation: Any, fuzz_server: Any, soak_options: dict[str, Any], summary: Summary) -> None:
     """No 5xx; JSON answers match their schemas; the content type is the documented one;
     errors are OpenAI-shaped."""
+
+    row = _fuzz_row(summary)
 
     @settings(max_examples=soak_options["examples"], deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -66,13 +76,21 @@ def test_every_route(operation: Any, fuzz_server: Any, soak_options: dict[str, A
             if pick:
                 case.path_parameters["agent"] = "upstream" if pick == 1 else "assistant"
         response = case.call(base_url=fuzz_server.url, timeout=30)
+        row.requests += 1
+        statuses = row.extra["statuses"]
+        statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+        row.note = f"{len(OPERATIONS)} operations; statuses " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
         case.validate_response(response, checks=[not_a_server_error, content_type_conformance,
                                                  response_schema_conformance])
         if response.status_code >= 400 and "json" in str(response.headers.get("content-type")):
             body = response.json()
             assert isinstance(body.get("error"), dict) and "message" in body["error"], body
+        row.ok += 1
 
-    check()
+    try:
+        check()
+    finally:
+        row.errors = row.requests - row.ok
 
 
 # -- hypothesis on the wire types --------------------------------------------------------

@@ -13,6 +13,7 @@ pacing every stream at one chunk a second) takes:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,11 @@ def load_server(workdir: Path, slow_upstream: FakeUpstream, soak_options: dict[s
     config = {"server": server, "agents": {AGENT: {"model": "openai/fake-model", "skills": {"openai": skill}}}}
     env = dict(item.split("=", 1) for item in soak_options["server_env"])
     process = serve(workdir, config, name="load.yaml", env=env)
-    process.port = int(process.url.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    # The banner line may go on after the URL (a note about workers): take the URL alone.
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", process.url)
+    assert match is not None, process.url
+    process.url = match.group(0)
+    process.port = int(match.group(1))  # type: ignore[attr-defined]
     yield process
     process.stop()
 
