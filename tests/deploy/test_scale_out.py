@@ -206,7 +206,7 @@ def test_the_ledger_stays_exact_under_concurrent_paid_requests(cluster: dict[str
         [*_cli(), "payments", "--config", str(cluster["config"]), "token", "create", "--balance", "5"],
         capture_output=True, text=True, env=cluster["env"], timeout=60, check=True,
     ).stdout
-    token = re.search(r"rpt_\w+", out).group(0)  # type: ignore[union-attr]
+    token = re.search(r"rpt_[\w-]+", out).group(0)  # type: ignore[union-attr]  # base64url: - and _
     account = re.search(r"tok_\w+", out).group(0)  # type: ignore[union-attr]
     requests = 90
 
