@@ -301,7 +301,11 @@ class RedisInstance:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.child: Child | None = None
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def start(self) -> None:
         self.child = Child([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -342,10 +346,14 @@ class PostgresInstance:
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         done = subprocess.run([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                                "-E", "UTF8", "--no-sync"], capture_output=True, cwd=self.dir, **owner)
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed: {done.stderr.decode(errors='replace')[-500:]}")
         self.child: Child | None = None
-        self.start()
+        try:
+            if done.returncode != 0:
+                raise RuntimeError(f"initdb failed: {done.stderr.decode(errors='replace')[-500:]}")
+            self.start()
+        except BaseException:
+            self.remove()  # never leave a half-started cluster behind
+            raise
 
     def start(self) -> None:
         argv = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
@@ -353,6 +361,7 @@ class PostgresInstance:
                 "-c", "shared_buffers=32MB"]
         self.child = Child(argv, self.dir / "postgres.log", user=self.user)
         deadline = time.monotonic() + 30
+        assert self.child is not None
         while subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
                              capture_output=True).returncode != 0:
             if time.monotonic() > deadline or self.child.popen.poll() is not None:

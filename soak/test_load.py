@@ -62,13 +62,15 @@ def load_server(workdir: Path, slow_upstream: FakeUpstream, soak_options: dict[s
     config = {"server": server, "agents": {AGENT: {"model": "openai/fake-model", "skills": {"openai": skill}}}}
     env = dict(item.split("=", 1) for item in soak_options["server_env"])
     process = serve(workdir, config, name="load.yaml", env=env)
-    # The banner line may go on after the URL (a note about workers): take the URL alone.
-    match = re.search(r"http://127\.0\.0\.1:(\d+)", process.url)
-    assert match is not None, process.url
-    process.url = match.group(0)
-    process.port = int(match.group(1))  # type: ignore[attr-defined]
-    yield process
-    process.stop()
+    try:
+        # The banner line may go on after the URL (a note about workers): take the URL alone.
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", process.url)
+        assert match is not None, process.url
+        process.url = match.group(0)
+        process.port = int(match.group(1))  # type: ignore[attr-defined]
+        yield process
+    finally:
+        process.stop()
 
 
 def _body(words: int, stream: bool) -> dict[str, Any]:
