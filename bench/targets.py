@@ -95,6 +95,14 @@ def openai_agent(upstream: str) -> dict[str, Any]:
     }
 
 
+def openai_direct_agent(upstream: str) -> dict[str, Any]:
+    """The same agent with ``transport: direct`` written out: the same path as the default
+    now, and an explicit one for a comparison with revisions whose default was the SDK."""
+    config = openai_agent(upstream)
+    config["agents"][AGENT]["skills"]["openai"]["transport"] = "direct"
+    return config
+
+
 def openai_sdk_agent(upstream: str) -> dict[str, Any]:
     """The same agent with the openai plugin's ``sdk`` transport (chat calls through the
     official SDK's ``AsyncOpenAI``)."""
@@ -135,6 +143,14 @@ TARGETS: dict[str, Target] = {
             "robutler",
             "robutler-kernel serve, one agent on openai/fake-model as the README configures it (the openai plugin's defaults)",
             config=openai_agent,
+            baseline="passthrough",
+            needs=("robutler_plugin_openai",),
+        ),
+        Target(
+            "robutler-direct",
+            "robutler",
+            "robutler-kernel serve, the same agent with transport: direct written out (for --baseline-src runs)",
+            config=openai_direct_agent,
             baseline="passthrough",
             needs=("robutler_plugin_openai",),
         ),

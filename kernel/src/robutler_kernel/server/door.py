@@ -161,22 +161,13 @@ async def answer_sse(
     the chunks and with them the upstream request; ``finalize_connection`` runs on its way
     out.
     """
-    try:
-        async with turn.guard(receive):
-            first = await chunks.__anext__()
-    except BaseException:
-        await chunks.aclose()
-        raise
-    headers = [*SSE_HEADERS]
-    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in turn.headers().items())
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-
-    frames: deque[bytes] = deque([render(first)])
+    frames: deque[bytes] = deque()
     ready = asyncio.Event()
-    ready.set()
     outcome: dict[str, Any] = {"done": False, "error": None, "gone": False}
 
     async def produce() -> None:
+        # One task runs the chunks under the turn's guard from the first to the last (one
+        # deadline timer, one disconnect watch per stream).
         try:
             async with turn.guard(receive):
                 async for chunk in chunks:
@@ -191,12 +182,20 @@ async def answer_sse(
             ready.set()
 
     producer = asyncio.create_task(produce())
+    started = False
     try:
         while True:
             await ready.wait()
             ready.clear()
             if outcome["gone"]:
                 return
+            if not started:
+                if not frames and outcome["error"] is not None:
+                    raise outcome["error"]  # before the first chunk: its own status, a JSON body
+                headers = [*SSE_HEADERS]
+                headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in turn.headers().items())
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                started = True
             if frames:
                 body = b"".join(frames)
                 frames.clear()
