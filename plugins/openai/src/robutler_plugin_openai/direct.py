@@ -31,6 +31,13 @@ class _ErrorBody(msgspec.Struct):
     error: _Error | str | None = None
 
 
+class _Models(msgspec.Struct):
+    data: list[Any]
+
+
+_decode_models = msgspec.json.Decoder(_Models).decode
+
+
 def _message(body: bytes) -> tuple[str, str | None]:
     try:
         error = msgspec.json.decode(body, type=_ErrorBody).error
@@ -105,6 +112,29 @@ class DirectTransport:
         raise map_status(response.status, message, param=param,
                          retry_after=response.headers.get("retry-after"),
                          model=model, base_url=self.config.base_url)
+
+    async def count_models(self, timeout: float) -> int:
+        """``GET {base_url}/models`` within ``timeout`` seconds (the health check): how many
+        models the key may use. Failures are the ``RequestError`` the SDK path would raise."""
+        what = "(the models list)"
+        try:
+            async with self.session.get(self.config.base_url.rstrip("/") + "/models",
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                content = await response.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise self._timeout(exc, what) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise self._unreachable(exc) from exc
+        except aiohttp.ClientError as exc:
+            raise broken_error(exc, plugin=PLUGIN, model=what, base_url=self.config.base_url) from exc
+        if response.status >= 400:
+            message, param = _message(content)
+            raise map_status(response.status, message, param=param, retry_after=response.headers.get("retry-after"),
+                             model=what, base_url=self.config.base_url)
+        try:
+            return len(_decode_models(content).data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise broken_error(exc, plugin=PLUGIN, model=what, base_url=self.config.base_url) from exc
 
     def _timeout(self, exc: BaseException, model: str) -> RequestError:
         cfg = self.config

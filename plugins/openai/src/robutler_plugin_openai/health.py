@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from robutler_specs import RequestError
 from robutler_specs.health import CachedCheck
 
 from .errors import map_error
@@ -24,14 +25,20 @@ def provider_checks(skill: OpenAISkill) -> Mapping[str, Callable[[], Awaitable[A
     if cached is None:
 
         async def probe() -> dict[str, Any]:
-            client = skill.client.with_options(timeout=cfg.health.timeout, max_retries=0)
+            direct = skill._direct_transport()
             try:
-                page = await client.models.list()
+                if direct is not None:  # the skill's own session: the SDK stays unimported
+                    models = await direct.count_models(cfg.health.timeout)
+                else:
+                    client = skill.client.with_options(timeout=cfg.health.timeout, max_retries=0)
+                    models = len((await client.models.list()).data)
+            except RequestError as refused:
+                raise RuntimeError(f"GET {cfg.base_url}/models: {refused.message}") from None
             except Exception as exc:
                 error = map_error(exc, model="(the models list)", base_url=cfg.base_url,
                                   timeout=cfg.health.timeout, connect_timeout=cfg.connect_timeout)
                 raise RuntimeError(f"GET {cfg.base_url}/models: {error.message}") from None
-            return {"base_url": cfg.base_url, "models": len(page.data), "required": cfg.health.required}
+            return {"base_url": cfg.base_url, "models": models, "required": cfg.health.required}
 
         cached = CachedCheck(probe, cfg.health.cache_seconds, required=cfg.health.required)
         skill._health_check = cached  # type: ignore[attr-defined]
