@@ -40,7 +40,9 @@ def test_a_full_pool_fails_after_connect_timeout(fake: FakeAnthropic, http_clien
     async def main() -> tuple[float, RequestError]:
         async with started(fake, max_connections=1, connect_timeout=0.3, timeout=10, http_client=http_client) as skill:
             held = asyncio.create_task(skill.llm_complete(*call_and_ctx()))
-            while fake.open_connections < 1:
+            # The held call has reached the upstream (a lingering connection of an earlier
+            # test counts as open, so wait for the request itself): it holds the one connection.
+            while not fake.requests:
                 await asyncio.sleep(0.005)
             begun = time.monotonic()
             with pytest.raises(RequestError) as caught:
