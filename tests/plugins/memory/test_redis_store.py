@@ -248,7 +248,7 @@ def test_property_redis_keeps_exactly_the_window_the_in_process_store_keeps() ->
                         await memory_store.append(key, batch)
                     return await redis_store.load(key), await memory_store.load(key)
                 finally:
-                    await redis_store.client.delete(key)
+                    await redis_store.client.execute("DEL", key)
                     await redis_store.stop()
 
             in_redis, in_process = runner.run(run())

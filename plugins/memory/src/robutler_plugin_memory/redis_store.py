@@ -1,32 +1,38 @@
 """The Redis backend: one list per conversation, shared by every replica.
 
 Key ``<key_prefix><agent>:<conversation>``; one list item per message, encoded by
-:mod:`.codec`. A read is one small Lua script (``LRANGE``, joined into one reply). A write
-is one Lua script (atomic on the server: no other command runs in
-between): push the new messages, cut the list to the window (the rule of
-:func:`.window.window_start`, whole tool groups only), and set the TTL. So a crash or a
-lost connection leaves the conversation either before or after the write, never half.
+:mod:`.codec`. A read is one ``EVALSHA`` of a small Lua script that returns the whole
+conversation as one JSON array (decoded in one msgspec call). A write is one ``EVALSHA``
+(atomic on the server: no other command runs in between): push the new messages, cut the
+list to the window (the rule of :func:`.window.window_start`, whole tool groups only), and
+set the TTL. So a crash or a lost connection leaves the conversation either before or after
+the write, never half. Both go through :class:`.resp.RespClient`: one pipelined connection
+per Redis URL, shared by every agent on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from robutler_specs import Message
 
 from .codec import decode, encode
+from .resp import RespClient
 from .store import StoreUnavailable
 
 log = logging.getLogger("robutler.memory")
+
+_history = msgspec.json.Decoder(list[Message])
+_HEADER = re.compile(rb"\d+:[tm]:")
 
 #: KEYS[1] the list; ARGV: max_messages, max_tokens (0: none), ttl in ms (0: none),
 #: replace ("1": drop what is there first), then the items to push.
@@ -76,12 +82,22 @@ if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 return total - start
 """
 
-#: KEYS[1] the list. The whole list as ONE reply, items joined by newlines: redis-py parses
-#: a multi-item reply in Python (microseconds per item), one bulk string in one go. A stored
-#: item never holds a newline byte (JSON escapes them; the header has none).
+#: KEYS[1] the list. The whole conversation as ONE JSON array, built by the server from the
+#: stored items minus their headers, so the client decodes it with one msgspec call (no
+#: per-item work in Python); items without a valid header are left out and counted.
+#: Reply: {left_out, "[<message>,<message>,...]"}.
 READ_SCRIPT = """
-return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local out, bad = {}, 0
+for i = 1, #items do
+  local _, e = string.find(items[i], '^%d+:[tm]:')
+  if e then out[#out + 1] = string.sub(items[i], e + 1) else bad = bad + 1 end
+end
+return {bad, '[' .. table.concat(out, ',') .. ']'}
 """
+
+WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+READ_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
 
 #: Where shared clients live in ``kernel.state``: one pool per Redis URL for all agents.
 STATE_KEY = "robutler_plugin_memory.redis_clients"
@@ -99,36 +115,30 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
-def make_client(url: str, timeout: float) -> aioredis.Redis:
-    """A client with its own connection pool, failing fast when Redis is down.
+def make_client(url: str, timeout: float) -> RespClient:
+    """A client with its own connection, failing fast when Redis is down (connecting may
+    take ``timeout`` seconds; each operation is bounded by the store).
 
     :raises ValueError: ``url`` is not a Redis URL.
     """
-    # One quick retry (a pooled connection may be stale after a Redis restart), no
-    # backoff: a down Redis must give a prompt 503, not a stalled request.
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-    )
+    return RespClient(url, connect_timeout=timeout)
 
 
 class SharedClients:
     """Reference-counted Redis clients by URL, kept in ``kernel.state`` so that every
-    agent on one Redis shares one pool."""
+    agent on one Redis shares one connection."""
 
     def __init__(self) -> None:
-        self._clients: dict[str, tuple[aioredis.Redis, int]] = {}
+        self._clients: dict[str, tuple[RespClient, int]] = {}
 
-    def acquire(self, url: str, timeout: float) -> aioredis.Redis:
+    def acquire(self, url: str, timeout: float) -> RespClient:
         """The client for ``url`` (created on first use)."""
         client, refs = self._clients.get(url) or (make_client(url, timeout), 0)
         self._clients[url] = (client, refs + 1)
         return client
 
     async def release(self, url: str) -> None:
-        """Give a client back; the last release closes its pool."""
+        """Give a client back; the last release closes its connection."""
         client, refs = self._clients[url]
         if refs > 1:
             self._clients[url] = (client, refs - 1)
@@ -167,12 +177,13 @@ class RedisStore:
         self.timeout = timeout
         self.shared = shared
         self.description = f"redis at {redact(url)}"
-        self._client: aioredis.Redis | None = None
-        self._script: Any = None
-        self._read: Any = None
+        self._client: RespClient | None = None
+        ttl_ms = 0 if ttl_seconds is None else max(1, round(ttl_seconds * 1000))
+        #: The write script's arguments before the items, packed once.
+        self._write_args = (max_messages, max_tokens or 0, ttl_ms)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RespClient:
         """The Redis client (after :meth:`start`)."""
         if self._client is None:
             raise RuntimeError("RedisStore used before start()")
@@ -190,8 +201,6 @@ class RedisStore:
             self._client = self.shared.acquire(self.url, self.timeout)
         else:
             self._client = make_client(self.url, self.timeout)
-        self._script = self._client.register_script(WRITE_SCRIPT)
-        self._read = self._client.register_script(READ_SCRIPT)
         try:
             await self.ping()
         except StoreUnavailable as exc:
@@ -215,6 +224,8 @@ class RedisStore:
             async with asyncio.timeout(self.timeout):
                 return await operation
         except TimeoutError:
+            if self._client is not None:
+                self._client.reset()  # a stuck connection is not reused
             raise StoreUnavailable(self.description, f"no answer within {self.timeout:g} s") from None
         except ResponseError as exc:
             # WRONGTYPE and the like: another program uses our keys.
@@ -233,20 +244,32 @@ class RedisStore:
 
     async def load(self, key: str) -> list[Message]:
         """The stored conversation (items this plugin cannot read are skipped, logged)."""
-        blob = await self._run(self._read(keys=[key]))
+        left_out, blob = await self._run(self.client.evalsha(READ_SCRIPT, READ_SHA, [key], []))
+        if left_out:
+            log.warning("short_term_memory: skipping %d unreadable item(s) of %s", left_out, key)
+        try:
+            return _history.decode(blob)
+        except msgspec.DecodeError:
+            return await self._load_item_by_item(key)
+
+    async def _load_item_by_item(self, key: str) -> list[Message]:
+        """The slow path, when the one-array read did not decode (an item with a valid
+        header but not a message): each item on its own, the bad ones skipped and logged."""
+        items = await self._run(self.client.execute("LRANGE", key, 0, -1))
         messages = []
-        for item in blob.split(b"\n") if blob else ():
+        for item in items:
             try:
                 messages.append(decode(item))
             except ValueError as exc:
+                if _HEADER.match(item) is None:
+                    continue  # counted and logged by the first read
                 log.warning("short_term_memory: skipping an unreadable item of %s: %s", key, exc)
         return messages
 
     async def _write(self, key: str, messages: list[Message], replace: bool) -> int:
-        ttl_ms = 0 if self.ttl_seconds is None else max(1, round(self.ttl_seconds * 1000))
-        args: list[Any] = [self.max_messages, self.max_tokens or 0, ttl_ms, "1" if replace else "0"]
+        args: list[Any] = [*self._write_args, "1" if replace else "0"]
         args.extend(encode(m) for m in messages)
-        return int(await self._run(self._script(keys=[key], args=args)))
+        return int(await self._run(self.client.evalsha(WRITE_SCRIPT, WRITE_SHA, [key], args)))
 
     async def append(self, key: str, messages: list[Message]) -> None:
         """Push, trim to the window and set the TTL, in one atomic script."""
@@ -268,4 +291,4 @@ class RedisStore:
         return {f"short_term_memory:{self.description}": check}
 
 
-__all__ = ["READ_SCRIPT", "STATE_KEY", "WRITE_SCRIPT", "RedisStore", "SharedClients", "make_client", "redact"]
+__all__ = ["READ_SCRIPT", "READ_SHA", "STATE_KEY", "WRITE_SCRIPT", "WRITE_SHA", "RedisStore", "SharedClients", "make_client", "redact"]
