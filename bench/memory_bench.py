@@ -17,6 +17,12 @@ case for the relative overhead (a real model adds its latency to every row alike
    timed beside the first turn of a fresh conversation: the median latency of turn 100
    against turn 1 (the issue: at most 2x).
 
+``--baseline-src DIR`` also serves the throughput targets from the sources of another
+checkout (``git worktree add DIR <revision>``) in a second server, as ``<target>@base``,
+alternating with this checkout's in the same run; each is compared with its own server's
+``none``. ``--model openai`` puts the agents on the openai plugin against the kernel's fake
+OpenAI upstream (a real HTTP call per request) instead of ``scripted/echo``.
+
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams (no client
 library's overhead in the figures). The server is pinned to core 0 and the generator to
 the others when the machine has two or more cores (Redis is not pinned).
@@ -54,8 +60,9 @@ PROMPT = "Benchmark turn: please echo these ten words back, thanks."
 PREFILL_TURNS = 30
 
 
-def agents_config(redis_url: str, prefix: str) -> dict[str, Any]:
-    """The ``agents`` section: one agent per target."""
+def agents_config(redis_url: str, prefix: str, upstream: str | None = None) -> dict[str, Any]:
+    """The ``agents`` section: one agent per target (on ``upstream``, the fake OpenAI
+    upstream, when given; else on ``scripted/echo``)."""
     redis = {"backend": "redis", "redis_url": redis_url, "key_prefix": prefix}
     skills: dict[str, dict[str, Any] | None] = {
         "none": None,
@@ -67,26 +74,46 @@ def agents_config(redis_url: str, prefix: str) -> dict[str, Any]:
     agents: dict[str, Any] = {}
     for name, memory in skills.items():
         spec: dict[str, Any] = {"model": "scripted/echo", "instructions": "You are a benchmark agent."}
+        skills_: dict[str, Any] = {}
+        if upstream is not None:
+            spec["model"] = "openai/fake-model"
+            skills_["openai"] = {"base_url": upstream, "api_key": "x"}
         if memory is not None:
-            spec["skills"] = {"short_term_memory": memory}
+            skills_["short_term_memory"] = memory
+        if skills_:
+            spec["skills"] = skills_
         agents[name] = spec
     return agents
 
 
-def config_text(redis_url: str, prefix: str) -> str:
+def config_text(redis_url: str, prefix: str, upstream: str | None = None) -> str:
     """The whole YAML config (JSON is YAML)."""
     return json.dumps({
         "server": {"host": "127.0.0.1", "port": 0, "metrics_port": None, "log_level": "warning"},
-        "agents": agents_config(redis_url, prefix),
+        "agents": agents_config(redis_url, prefix, upstream),
     }, indent=1)
 
 
 # -- the server --------------------------------------------------------------------------
 
 
-def Server(config: Path, cores: set[int] | None) -> ServeProcess:
-    """``robutler-kernel serve`` with the plugins this benchmark needs, pinned to ``cores``."""
-    return ServeProcess(config, plugins=["scripted", "memory"], cwd=ROOT, cores=cores, timeout=60)
+def Server(config: Path, cores: set[int] | None, src: str | None = None, hide: Sequence[str] = (),
+           plugins: Sequence[str] = ("scripted", "memory")) -> ServeProcess:
+    """``robutler-kernel serve`` with the plugins this benchmark needs, pinned to ``cores``;
+    on the package sources of the checkout ``src`` when given, without the modules ``hide``
+    (to serve a revision as it was installed, e.g. before it depended on a module)."""
+    env: dict[str, str] = {}
+    if src is not None:
+        from bench.procs import source_paths
+
+        paths = source_paths(src)
+        if hide:
+            shadow = Path(tempfile.mkdtemp(prefix="memory-bench-hide-"))
+            for module in hide:
+                (shadow / f"{module}.py").write_text(f"raise ImportError('{module} is hidden from the baseline')\n")
+            paths.insert(0, str(shadow))
+        env["PYTHONPATH"] = os.pathsep.join([*paths, src, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return ServeProcess(config, plugins=list(plugins), cwd=src or ROOT, cores=cores, timeout=60, env=env)
 
 
 class Connection:
@@ -277,13 +304,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def throughput_table(rows: list[Throughput]) -> str:
     """Markdown: requests/s and latency per target and concurrency, against ``none``."""
-    base = {r.concurrency: r.rps for r in rows if r.target == "none"}
+    base = {(r.target.partition("@")[2], r.concurrency): r.rps for r in rows if r.target.partition("@")[0] == "none"}
     out = ["| backend | concurrency | requests/s | vs no memory | p50 ms | p99 ms | server CPU us/request "
            "| Redis CPU us/request |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        ratio = f"{r.rps / base[r.concurrency]:.2f}x" if base.get(r.concurrency) else "-"
+        own = base.get((r.target.partition("@")[2], r.concurrency))
+        ratio = f"{r.rps / own:.2f}x" if own else "-"
         per = 1e6 / r.requests if r.requests else 0.0
-        redis_cpu = "-" if r.redis_cpu is None or r.target != "redis" else f"{r.redis_cpu * per:.0f}"
+        redis_cpu = "-" if r.redis_cpu is None or r.target.partition("@")[0] != "redis" else f"{r.redis_cpu * per:.0f}"
         out.append(
             f"| {r.target} | {r.concurrency} | {r.rps:,.0f} | {ratio} | "
             f"{percentile(r.latencies, 50) * 1000:.2f} | {percentile(r.latencies, 99) * 1000:.2f} | "
@@ -313,6 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conversations", type=int, default=50, help="conversations of the turn test (default 50)")
     parser.add_argument("--turns", type=int, default=100, help="turns of each conversation (default 100)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    parser.add_argument("--baseline-src", metavar="DIR",
+                        help="also serve the throughput targets from the sources of another checkout "
+                             "(git worktree add DIR <revision>), as <target>@base, in the same run")
+    parser.add_argument("--baseline-hide", default="", metavar="MODULES",
+                        help="modules the baseline server must not import, comma-separated (e.g. hiredis: "
+                             "the baseline as installed before it depended on it)")
+    parser.add_argument("--model", choices=("scripted", "openai"), default="scripted",
+                        help="scripted/echo (default: no I/O, the worst case for the overhead) or the "
+                             "openai plugin on the kernel's fake OpenAI upstream")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     return parser
@@ -327,35 +364,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     server_cores = {cores[0]} if len(cores) >= 2 else None
     prefix = f"robutler-bench:stm:{uuid.uuid4().hex}:"
+    upstream: Any = None
+    servers: dict[str, ServeProcess] = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "memory-bench.yaml"
-        config.write_text(config_text(args.redis_url, prefix))
-        server = Server(config, server_cores)
+        plugins = ["scripted", "memory"]
+        upstream_url = None
+        if args.model == "openai":
+            upstream, upstream_url = _fake_upstream(set(cores[1:]) or None)
+            plugins.append("openai")
+        config.write_text(config_text(args.redis_url, prefix, upstream_url))
         try:
+            servers[""] = Server(config, server_cores, plugins=plugins)
+            if args.baseline_src:
+                hide = [m.strip() for m in args.baseline_hide.split(",") if m.strip()]
+                servers["@base"] = Server(config, server_cores, str(Path(args.baseline_src).resolve()), hide, plugins)
             if server_cores:
                 os.sched_setaffinity(0, set(cores[1:]))
             log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
             import psutil
 
-            watch = [psutil.Process(server.process.pid)]
             redis_process = _redis_process(args.redis_url)
-            if redis_process is not None:
-                watch.append(redis_process)
-            rows = {(t, c): Throughput(t, c) for c in concurrency for t in THROUGHPUT_TARGETS}
+            watches = {suffix: [psutil.Process(server.process.pid), *([redis_process] if redis_process else [])]
+                       for suffix, server in servers.items()}
+            cells = [(t, suffix) for suffix in servers for t in THROUGHPUT_TARGETS]
+            rows = {(t + suffix, c): Throughput(t + suffix, c) for c in concurrency for t, suffix in cells}
             run = uuid.uuid4().hex[:8]
             log("filling each worker's conversation")
             for c in concurrency:
-                for target in THROUGHPUT_TARGETS:
-                    asyncio.run(_prefill(server.url, run, target, c, PREFILL_TURNS))
+                for target, suffix in cells:
+                    asyncio.run(_prefill(servers[suffix].url, run + suffix, target, c, PREFILL_TURNS))
             for round_ in range(args.rounds):
-                order = THROUGHPUT_TARGETS if round_ % 2 == 0 else tuple(reversed(THROUGHPUT_TARGETS))
+                order = cells if round_ % 2 == 0 else list(reversed(cells))
                 for c in concurrency:
-                    for target in order:
-                        log(f"round {round_ + 1}/{args.rounds}: {target} x{c}")
+                    for target, suffix in order:
+                        log(f"round {round_ + 1}/{args.rounds}: {target}{suffix} x{c}")
                         n, seconds, latencies, cpu = asyncio.run(
-                            _load(server.url, run, target, c, args.warmup, args.duration, watch)
+                            _load(servers[suffix].url, run + suffix, target, c, args.warmup, args.duration,
+                                  watches[suffix])
                         )
-                        row = rows[(target, c)]
+                        row = rows[(target + suffix, c)]
                         row.requests += n
                         row.seconds += seconds
                         row.latencies.extend(latencies)
@@ -363,12 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if len(cpu) > 1:
                             row.redis_cpu = (row.redis_cpu or 0.0) + cpu[1]
             log(f"turns: {args.conversations} conversations x {args.turns} turns per target")
-            turn_results = asyncio.run(_turn_pairs(server.url, TURN_TARGETS, args.conversations, args.turns))
+            turn_results = asyncio.run(_turn_pairs(servers[""].url, TURN_TARGETS, args.conversations, args.turns))
         finally:
-            server.stop()
+            for server in servers.values():
+                server.stop()
+            if upstream is not None:
+                upstream.terminate()
+                upstream.wait(10)
             _clean_redis(args.redis_url, prefix)
-    ordered = [rows[(t, c)] for c in concurrency for t in THROUGHPUT_TARGETS]
-    print(f"Short-term memory: requests/s per backend (scripted/echo, steady state: full window; "
+    model = "scripted/echo" if args.model == "scripted" else "openai plugin on the fake upstream"
+    ordered = [rows[(t + suffix, c)] for c in concurrency for t, suffix in cells]
+    print(f"Short-term memory: requests/s per backend ({model}, steady state: full window; "
           f"{args.rounds} x {args.duration:g} s per cell)\n")
     print(throughput_table(ordered))
     print(f"\nTurn 1 against turn {args.turns} ({args.conversations} conversations per backend, "
@@ -384,6 +437,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                       for t, (first, last) in turn_results.items()},
         }, indent=1))
     return 0
+
+
+def _fake_upstream(cores: set[int] | None) -> tuple[Any, str]:
+    """The kernel's fake OpenAI upstream, as a process (pinned with the load generator)."""
+    import subprocess
+    import urllib.request
+
+    from bench.procs import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "robutler_kernel.testing.fake_openai", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(process.pid, cores)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1).close()
+            return process, url
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the fake OpenAI upstream did not start") from None
+            time.sleep(0.1)
 
 
 def _clean_redis(url: str, prefix: str) -> None:

@@ -88,15 +88,17 @@ class InProcessStore:
         conversation = None if replace else self._get(key)
         if conversation is None:
             conversation = _Conversation()
-        new_items = [(m.role == "tool", estimate_tokens(m)) for m in messages]
-        all_messages = conversation.messages + [copy_message(m) for m in messages]
-        items = conversation.items + new_items
+        all_messages = conversation.messages
+        items = conversation.items
+        all_messages.extend([copy_message(m) for m in messages])
+        items.extend([(m.role == "tool", estimate_tokens(m)) for m in messages])
         start = window_start(items, self.max_messages, self.max_tokens)
         if start >= len(items):
             self._conversations.pop(key, None)
             return
-        conversation.messages = all_messages[start:]
-        conversation.items = items[start:]
+        if start:
+            del all_messages[:start]
+            del items[:start]
         if self.ttl_seconds is not None:
             conversation.expires_at = self.clock() + self.ttl_seconds
         self._conversations[key] = conversation

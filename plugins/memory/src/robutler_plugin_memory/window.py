@@ -107,6 +107,11 @@ def for_model(messages: Sequence[Message], answered_now: Iterable[str] = ()) -> 
     message left with no calls and no content is dropped. So every call sent has its
     results and every result its call, which providers require.
     """
+    for message in messages:
+        if message.role == "tool" or message.tool_calls:
+            break
+    else:
+        return list(messages)  # no tool calls, no results: nothing to check
     answered_now = set(answered_now)
     out: list[Message] = []
     index, total = 0, len(messages)
