@@ -26,10 +26,11 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .targets import AGENT, TARGETS, Target
+from .targets import AGENT, TARGETS, Target, at_revision
 
 PG_DSN = os.environ.get("ROBUTLER_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 #: The key the load generator sends (``bench/load.py``) and the account it pays from.
@@ -43,27 +44,35 @@ PRICES = {
     "default_reservation": 1,
 }
 
-#: Per-run resources (a temporary directory, a PostgreSQL schema), made on first use.
+#: Per-run resources (a temporary directory, PostgreSQL schemas), made on first use.
 _RUN: dict[str, str] = {}
+#: The ledgers the run made: (label, backend) -> settings. A target run on another checkout
+#: (``--baseline-src``) gets its own, labelled with its name.
+_LEDGERS: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def run_dir() -> Path:
-    """A temporary directory for this run's ledger file."""
+    """A temporary directory for this run's ledger files."""
     if "dir" not in _RUN:
         _RUN["dir"] = tempfile.mkdtemp(prefix="robutler-bench-payments-")
     return Path(_RUN["dir"])
 
 
-def pg_schema() -> str:
-    """This run's PostgreSQL schema (created by the ledger, dropped by :func:`cleanup`)."""
-    return _RUN.setdefault("schema", f"bench_payments_{uuid.uuid4().hex[:8]}")
+def pg_schema(label: str = "") -> str:
+    """This run's PostgreSQL schema for ``label`` (created by the ledger, dropped by :func:`cleanup`)."""
+    base = _RUN.setdefault("schema", f"bench_payments_{uuid.uuid4().hex[:8]}")
+    return base + (f"_{uuid.uuid5(uuid.NAMESPACE_OID, label).hex[:6]}" if label else "")
 
 
-def ledger_settings(backend: str) -> dict[str, Any]:
+def ledger_settings(backend: str, label: str = "") -> dict[str, Any]:
     """Where each target's ledger is."""
-    if backend == "sqlite":
-        return {"backend": "sqlite", "path": str(run_dir() / "payments.sqlite3")}
-    return {"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema()}
+    if (label, backend) not in _LEDGERS:
+        if backend == "sqlite":
+            name = f"payments-{uuid.uuid5(uuid.NAMESPACE_OID, label).hex[:6]}" if label else "payments"
+            _LEDGERS[label, backend] = {"backend": "sqlite", "path": str(run_dir() / f"{name}.sqlite3")}
+        else:
+            _LEDGERS[label, backend] = {"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema(label)}
+    return _LEDGERS[label, backend]
 
 
 def seed(settings: dict[str, Any]) -> None:
@@ -98,11 +107,12 @@ def auth_only(upstream: str) -> dict[str, Any]:
     return {"agents": {AGENT: {"model": "scripted/echo", "skills": {"auth": _auth()}}}}
 
 
-def auth_payments(backend: str) -> Callable[[str], dict[str, Any]]:
-    """A config builder: auth plus payments on ``backend``, the account seeded."""
+def auth_payments(backend: str, label: str = "") -> Callable[[str], dict[str, Any]]:
+    """A config builder: auth plus payments on ``backend``, the account seeded (a ledger per
+    ``label``)."""
 
     def build(upstream: str) -> dict[str, Any]:
-        settings = ledger_settings(backend)
+        settings = ledger_settings(backend, label)
         seed(settings)
         skills = {"auth": _auth(), "payments": {**settings, **PRICES}}
         return {"agents": {AGENT: {"model": "scripted/echo", "skills": skills}}}
@@ -127,15 +137,18 @@ PAYMENTS_TARGETS: dict[str, Target] = {
 
 
 def cleanup() -> None:
-    """Drop this run's schema and remove its files."""
-    schema = _RUN.pop("schema", None)
-    if schema:
+    """Drop this run's schemas and remove its files."""
+    schemas = [v["schema"] for (_, backend), v in _LEDGERS.items() if backend == "postgres"]
+    _LEDGERS.clear()
+    _RUN.pop("schema", None)
+    if schemas:
         import asyncpg
 
         async def drop() -> None:
             conn = await asyncpg.connect(PG_DSN, timeout=10)
             try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                for schema in schemas:
+                    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             finally:
                 await conn.close()
 
@@ -154,10 +167,8 @@ def ledger_totals() -> list[list[Any]]:
     from robutler_plugin_payments.money import format_credits
 
     rows: list[list[Any]] = []
-    for backend in ("sqlite", "postgres"):
-        if (backend == "sqlite" and "dir" not in _RUN) or (backend == "postgres" and "schema" not in _RUN):
-            continue
-        ledger = make_ledger(msgspec.convert(ledger_settings(backend), LedgerConfig))
+    for (label, backend), settings in sorted(_LEDGERS.items()):
+        ledger = make_ledger(msgspec.convert(settings, LedgerConfig))
 
         async def read(ledger: Any = ledger) -> tuple[int, int, int]:
             await ledger.open()
@@ -169,7 +180,7 @@ def ledger_totals() -> list[list[Any]]:
                 await ledger.close()
 
         spent, reserved, charges = asyncio.run(read())
-        rows.append([backend, charges, format_credits(spent), format_credits(reserved)])
+        rows.append([label or backend, charges, format_credits(spent), format_credits(reserved)])
     return rows
 
 
@@ -183,12 +194,20 @@ def run_targets(args: argparse.Namespace) -> str:
     unknown = [n for n in args.targets if n not in PAYMENTS_TARGETS]
     if unknown:
         raise SystemExit(f"error: unknown target(s) {', '.join(unknown)}; known: {', '.join(PAYMENTS_TARGETS)}")
-    targets = [PAYMENTS_TARGETS[n] for n in args.targets] + [TARGETS["robutler-scripted"]]
+    targets = [PAYMENTS_TARGETS[n] for n in args.targets]
+    if args.baseline_src:
+        # Only the payments targets: the no-payments baseline is the same on both sides.
+        targets = [t if not t.name.endswith("@base") or t.name == "auth-only@base" else
+                   replace(t, config=auth_payments(t.name.split("-")[-1].split("@")[0], t.name))
+                   for t in at_revision(targets, str(Path(args.baseline_src).resolve()))]
+        everything.update({t.name: t for t in targets})
+    targets.append(TARGETS["robutler-scripted"])
     missing = sorted({m for t in targets for m in t.missing()})
     if missing:
         raise SystemExit(f"error: install {', '.join(missing)} (pip install -e plugins/...)")
     settings = Settings(targets=targets, scenarios=args.scenarios, concurrency=args.concurrency,
-                        duration=args.duration, warmup=args.warmup, rounds=args.rounds, plan=cpu_plan(True))
+                        duration=args.duration, warmup=args.warmup, rounds=args.rounds, plan=cpu_plan(True),
+                        profile_dir=args.profile)
     if args.quick:
         settings.duration, settings.warmup, settings.rounds, settings.prime = 0.5, 0.2, 1, 0.3
     rows = run(settings, lambda line: print(line, file=sys.stderr, flush=True))
@@ -207,7 +226,7 @@ def run_targets(args: argparse.Namespace) -> str:
     totals = ledger_totals()
     if totals:
         out += "\n\nledger after the run (bench account):\n"
-        out += report.format_table(["backend", "charges", "credits spent", "still reserved"], totals)
+        out += report.format_table(["ledger", "charges", "credits spent", "still reserved"], totals)
     descriptions = "\n".join(f"  {t.name}: {t.description}" for t in targets)
     return out + "\n\ntargets:\n" + descriptions
 
@@ -227,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=ints, default=[1, 64])
     parser.add_argument("--scenarios", type=lambda s: s.split(","), default=["json", "stream"])
     parser.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    parser.add_argument("--baseline-src", metavar="DIR",
+                        help="also run each payments target on the sources of another checkout "
+                             "(git worktree add DIR <revision>), as <target>@base, in the same run")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy profiles of the servers into DIR (summary: python -m bench.profile FILE)")
     args = parser.parse_args(argv)
     try:
         print(run_targets(args))

@@ -1,16 +1,25 @@
 """The shared ledger: PostgreSQL through an asyncpg pool.
 
-The hot path is two round trips per request, each one atomic statement:
+The hot path is one statement per *batch* (group commit, :mod:`.batch`): every
+reservation, settlement and release queued in this process when the writer is free goes
+into one call of the PL/pgSQL function ``apply_batch`` (created with the schema), which
 
-* reserve: a PL/pgSQL function (created with the schema) that releases the account's
-  expired holds, locks the account row (``SELECT ... FOR UPDATE``), holds
-  ``min(wanted, available)`` only if ``available >= minimum``, and inserts the reservation;
-* settle: one statement that closes the reservation (``WHERE status = 'held'``, so a
-  second settle finds nothing), moves the charge to ``spent`` and the rest back to
-  ``available``, and inserts the ``charge`` transaction.
+* locks the accounts of the batch, in id order (so batches of several replicas never
+  deadlock each other);
+* runs the operations in order, each in its own subtransaction (one that fails is rolled
+  back alone and reports its error), each doing what it does alone:
 
-Both take reservation rows before the account row, so they cannot deadlock with each
-other; CHECK constraints are the last guard against a negative balance.
+  - reserve: release the account's expired holds, hold ``min(wanted, available)`` only if
+    ``available >= minimum``, insert the reservation;
+  - settle / release: close the reservation (``WHERE status = 'held'``, so a second settle
+    finds nothing), move the charge to ``spent`` and the rest back to ``available``, insert
+    the ``charge`` transaction; a reservation that expired meanwhile is charged from
+    ``available``;
+
+and commits once. One caller at a time makes batches of one: one round trip per
+operation, as before. Sixty-four callers on one account take the account's row lock (and
+wait for the commit's flush) once per batch instead of once per operation. CHECK
+constraints are the last guard against a negative balance.
 """
 
 from __future__ import annotations
@@ -19,18 +28,14 @@ import asyncio
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from robutler_specs import ServiceUnavailable
 
 from .base import (
-    CHARGE,
-    EXPIRED,
     HEARTBEAT_INTERVAL,
     HELD,
     OWNER_TIMEOUT,
-    RELEASED,
-    SETTLED,
     TOKEN,
     TOPUP,
     TRANSFER_IN,
@@ -49,8 +54,23 @@ from .base import (
     UnknownReservation,
     split,
 )
+from .batch import GroupCommit
 
 T = TypeVar("T")
+
+
+class _Op(NamedTuple):
+    """One operation of a batch: ``r`` reserve, ``s`` settle, ``x`` release."""
+
+    kind: str
+    request_id: str
+    ref: AccountRef | None
+    #: reserve: wanted; settle: the cost.
+    amount: int
+    minimum: int
+    #: reserve: the agent; settle: the charge's detail.
+    text: str | None
+    ttl: float
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -147,6 +167,128 @@ BEGIN
     RETURN QUERY SELECT v_account, v_hold, v_available - v_hold, v_reserved + v_hold;
 END
 $fn$;
+-- Group commit (ledger/batch.py): reservations ('r'), settlements ('s') and releases ('x')
+-- of one process, in order, in one statement (so one transaction and one commit). Each
+-- does what reserve() and a settlement do alone; one that fails is rolled back alone (its
+-- own subtransaction) and returns its error. The accounts of the batch are locked first,
+-- in id order, so batches of several processes cannot deadlock each other.
+CREATE OR REPLACE FUNCTION {s}.apply_batch(
+    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
+    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
+) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
+                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    k INT;
+    v_account TEXT;
+    v_freed BIGINT;
+    v_available BIGINT;
+    v_reserved BIGINT;
+    v_hold BIGINT;
+    v_amount BIGINT;
+    v_charged BIGINT;
+    v_status TEXT;
+    v_was TEXT;
+BEGIN
+    PERFORM 1 FROM {s}.accounts a WHERE a.id IN (
+        SELECT unnest(p_account)
+        UNION SELECT t.id FROM {s}.accounts t WHERE t.token_hash = ANY(p_token)
+        UNION SELECT r.account_id FROM {s}.reservations r WHERE r.request_id = ANY(p_request)
+    ) ORDER BY a.id FOR UPDATE;
+    FOR k IN 1 .. cardinality(p_kind) LOOP
+        o_outcome := NULL; o_account := NULL; o_amount := NULL; o_charged := NULL; o_available := NULL;
+        o_reserved := NULL; o_holds := NULL; o_until := NULL; o_state := NULL; o_message := NULL;
+        BEGIN
+            IF p_kind[k] = 'r' THEN
+                v_account := p_account[k];
+                IF v_account IS NULL THEN
+                    SELECT a.id INTO v_account FROM {s}.accounts a WHERE a.token_hash = p_token[k];
+                    IF NOT FOUND THEN
+                        o_outcome := 'missing';
+                    END IF;
+                END IF;
+                IF o_outcome IS NULL THEN
+                    WITH expired AS (
+                        UPDATE {s}.reservations r SET status = 'expired', closed_at = p_now
+                        WHERE r.account_id = v_account AND r.status = 'held' AND r.expires_at < p_now
+                        RETURNING r.amount
+                    )
+                    SELECT COALESCE(SUM(e.amount), 0)::BIGINT INTO v_freed FROM expired e;
+                    SELECT a.available + v_freed, a.reserved - v_freed INTO v_available, v_reserved
+                    FROM {s}.accounts a WHERE a.id = v_account AND (p_account[k] IS NULL OR a.kind = 'user') FOR UPDATE;
+                    IF NOT FOUND THEN
+                        o_outcome := 'missing';
+                    ELSE
+                        v_hold := CASE WHEN v_available >= p_minimum[k] THEN LEAST(p_amount[k], v_available) ELSE 0 END;
+                        IF v_freed > 0 OR v_hold > 0 THEN
+                            UPDATE {s}.accounts a SET available = v_available - v_hold, reserved = v_reserved + v_hold
+                            WHERE a.id = v_account;
+                        END IF;
+                        o_account := v_account;
+                        IF v_available < p_minimum[k] THEN
+                            o_outcome := 'short';
+                            o_available := v_available;
+                            o_reserved := v_reserved;
+                            SELECT COUNT(*), MAX(r.expires_at) INTO o_holds, o_until FROM {s}.reservations r
+                            WHERE r.account_id = v_account AND r.status = 'held';
+                        ELSE
+                            INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at,
+                                                           expires_at, owner)
+                            VALUES (p_request[k], v_account, v_hold, 'held', p_text[k], p_now, p_now + p_ttl[k], p_owner);
+                            o_outcome := 'ok';
+                            o_amount := v_hold;
+                        END IF;
+                    END IF;
+                END IF;
+            ELSE
+                v_status := CASE WHEN p_kind[k] = 's' THEN 'settled' ELSE 'released' END;
+                UPDATE {s}.reservations r SET status = v_status, charged = LEAST(GREATEST(p_amount[k], 0), r.amount),
+                    closed_at = p_now
+                WHERE r.request_id = p_request[k] AND r.status = 'held'
+                RETURNING r.account_id, r.amount, r.charged INTO v_account, v_amount, v_charged;
+                IF FOUND THEN
+                    UPDATE {s}.accounts a SET reserved = a.reserved - v_amount,
+                        available = a.available + (v_amount - v_charged), spent = a.spent + v_charged
+                    WHERE a.id = v_account;
+                    o_outcome := 'ok';
+                ELSE
+                    SELECT r.account_id, r.status, r.charged INTO v_account, v_was, v_charged
+                    FROM {s}.reservations r WHERE r.request_id = p_request[k] FOR UPDATE;
+                    IF NOT FOUND THEN
+                        o_outcome := 'unknown';
+                    ELSIF v_was <> 'expired' THEN  -- settled or released before
+                        o_outcome := 'already';
+                    ELSE  -- given back already: charge what is available now
+                        SELECT a.available INTO v_available FROM {s}.accounts a WHERE a.id = v_account FOR UPDATE;
+                        v_charged := LEAST(GREATEST(p_amount[k], 0), v_available);
+                        UPDATE {s}.accounts a SET available = a.available - v_charged, spent = a.spent + v_charged
+                        WHERE a.id = v_account;
+                        UPDATE {s}.reservations r SET status = v_status, charged = v_charged, closed_at = p_now
+                        WHERE r.request_id = p_request[k];
+                        o_outcome := 'late';
+                        o_available := v_available;
+                    END IF;
+                END IF;
+                IF o_outcome IN ('ok', 'late') AND p_kind[k] = 's' THEN
+                    INSERT INTO {s}.transactions (account_id, kind, amount, request_id, detail, created_at)
+                    VALUES (v_account, 'charge', -v_charged, p_request[k], p_text[k], p_now)
+                    ON CONFLICT (request_id, kind) DO NOTHING;
+                END IF;
+                o_account := v_account;
+                o_amount := v_amount;
+                o_charged := v_charged;
+            END IF;
+        EXCEPTION
+            WHEN deadlock_detected OR serialization_failure THEN
+                RAISE;  -- the whole batch is retried
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS o_state = RETURNED_SQLSTATE, o_message = MESSAGE_TEXT;
+                o_outcome := 'error';
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
 """
 
 _ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM {s}.accounts"
@@ -164,25 +306,6 @@ UPDATE {s}.accounts a SET available = a.available + sums.total, reserved = a.res
 FROM sums WHERE a.id = sums.account_id
 RETURNING sums.total
 """
-
-_SETTLE = """
-WITH r AS (
-    UPDATE {s}.reservations SET status = $5, charged = LEAST($2::BIGINT, amount), closed_at = $3
-    WHERE request_id = $1 AND status = 'held'
-    RETURNING account_id, amount, charged
-), a AS (
-    UPDATE {s}.accounts acc SET reserved = acc.reserved - r.amount,
-        available = acc.available + (r.amount - r.charged), spent = acc.spent + r.charged
-    FROM r WHERE acc.id = r.account_id
-    RETURNING acc.id
-), t AS (
-    INSERT INTO {s}.transactions (account_id, kind, amount, request_id, detail, created_at)
-    SELECT r.account_id, 'charge', -r.charged, $1, $4, $3 FROM r WHERE $5 = 'settled'
-    ON CONFLICT (request_id, kind) DO NOTHING
-)
-SELECT r.account_id, r.amount, r.charged FROM r
-"""
-
 
 def redact(dsn: str) -> str:
     """The DSN without its password, for messages."""
@@ -226,14 +349,14 @@ class PostgresLedger(Ledger):
         self._pool: Any = None
         self._closing: set[asyncio.Task[Settlement]] = set()
         self._open_lock = asyncio.Lock()
+        self._batcher: GroupCommit[_Op] | None = None
         s = f'"{schema}"'
         self._sql = {
             "account": _ACCOUNT.format(s=s) + " WHERE id = $1",
             "reservation": _RESERVATION.format(s=s) + " WHERE request_id = $1",
             "expire_all": _EXPIRE.format(s=s, filter=""),
             "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
-            "reserve": f"SELECT account_id, hold, available, reserved FROM {s}.reserve($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            "settle": _SETTLE.format(s=s),
+            "batch": f"SELECT * FROM {s}.apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             "schema": SCHEMA.format(s=s),
             "s": s,
         }
@@ -307,6 +430,8 @@ class PostgresLedger(Ledger):
     async def close(self) -> None:
         if self._closing:
             await asyncio.wait(set(self._closing), timeout=self.timeout)
+        if self._batcher is not None:
+            await self._batcher.close()
         if self._pool is not None:
             await self.stop_owner()
         pool, self._pool = self._pool, None
@@ -464,67 +589,55 @@ class PostgresLedger(Ledger):
     ) -> Reservation:
         if wanted < minimum:
             raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
-
-        async def op(conn: Any) -> Reservation:
-            now = self.clock()
-            row = await conn.fetchrow(
-                self._sql["reserve"], ref.account_id, ref.token_hash, wanted, minimum, request_id, agent, now,
-                now + ttl, self.owner.id,
-            )
-            if row is None:
-                raise AccountNotFound(ref)
-            if row["hold"] is None:
-                held = await conn.fetchrow(
-                    f"SELECT COUNT(*) AS n, MAX(expires_at) AS until FROM {self._sql['s']}.reservations "
-                    "WHERE account_id = $1 AND status = 'held'", row["account_id"])
-                raise InsufficientCredits(row["account_id"], row["available"], row["reserved"], minimum,
-                                          held["until"], held["n"])
-            return Reservation(request_id, row["account_id"], row["hold"], HELD, 0, now, now + ttl, agent)
-
-        return await self._run(op, transaction=False)
+        result: Reservation = await self._group().submit(_Op("r", request_id, ref, wanted, minimum, agent, ttl))
+        return result
 
     async def _close(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
-        s = self._sql["s"]
-        status = SETTLED if charge else RELEASED
+        op = _Op("s" if charge else "x", request_id, None, cost if charge else 0, 0, detail, 0.0)
+        result: Settlement = await self._group().submit(op)
+        return result
 
-        async def fast(conn: Any) -> Settlement | None:
-            row = await conn.fetchrow(self._sql["settle"], request_id, cost if charge else 0, self.clock(), detail, status)
-            if row is None:
-                return None
-            _, _, capped = split(cost if charge else 0, row["amount"])
-            return Settlement(request_id, row["account_id"], row["charged"], row["amount"] - row["charged"], capped=capped)
+    def _group(self) -> GroupCommit[_Op]:
+        if self._batcher is None:
+            self._batcher = GroupCommit(self._apply)
+        return self._batcher
 
-        settled = await self._run(fast, transaction=False)
-        if settled is not None:
-            return settled
+    async def _apply(self, ops: list[_Op]) -> list[Any]:
+        """Run a batch of reservations and settlements in one statement (``apply_batch``)."""
+        now = self.clock()
+        args = (
+            [op.kind for op in ops], [op.request_id for op in ops],
+            [op.ref.account_id if op.ref is not None else None for op in ops],
+            [op.ref.token_hash if op.ref is not None else None for op in ops],
+            [op.amount for op in ops], [op.minimum for op in ops], [op.text for op in ops],
+            [op.ttl for op in ops], now, self.owner.id,
+        )
+        rows = await self._run(lambda conn: conn.fetch(self._sql["batch"], *args), transaction=False)
+        return [self._outcome(op, row, now) for op, row in zip(ops, rows, strict=True)]
 
-        async def slow(conn: Any) -> Settlement:
-            row = await conn.fetchrow(
-                f"SELECT account_id, amount, status, charged FROM {s}.reservations WHERE request_id = $1 FOR UPDATE",
-                request_id,
-            )
-            if row is None:
-                raise UnknownReservation(f"no reservation for request {request_id!r}")
-            if row["status"] != EXPIRED:  # settled or released before (or a settle raced us)
-                return Settlement(request_id, row["account_id"], row["charged"], 0, already=True)
-            # The reservation was given back already; charge what is there now.
-            available = await conn.fetchval(
-                f"SELECT available FROM {s}.accounts WHERE id = $1 FOR UPDATE", row["account_id"]
-            )
-            charged, _, capped = split(cost if charge else 0, available)
-            await conn.execute(
-                f"UPDATE {s}.accounts SET available = available - $1, spent = spent + $1 WHERE id = $2",
-                charged, row["account_id"],
-            )
-            await conn.execute(
-                f"UPDATE {s}.reservations SET status = $1, charged = $2, closed_at = $3 WHERE request_id = $4",
-                status, charged, self.clock(), request_id,
-            )
-            if charge:
-                await self._txn(conn, row["account_id"], CHARGE, -charged, request_id, detail)
-            return Settlement(request_id, row["account_id"], charged, 0, capped=capped, late=True)
+    @staticmethod
+    def _outcome(op: _Op, row: Any, now: float) -> Any:
+        outcome, account_id, amount, charged, available, reserved, holds, until, state, message = row
+        if outcome == "error":
+            import asyncpg
 
-        return await self._run(slow)
+            return asyncpg.PostgresError.new({"C": state, "M": message, "S": "ERROR"})
+        if op.kind == "r":
+            assert op.ref is not None
+            if outcome == "missing":
+                return AccountNotFound(op.ref)
+            if outcome == "short":
+                return InsufficientCredits(account_id, available, reserved, op.minimum, until, holds)
+            return Reservation(op.request_id, account_id, amount, HELD, 0, now, now + op.ttl, op.text)
+        if outcome == "unknown":
+            return UnknownReservation(f"no reservation for request {op.request_id!r}")
+        if outcome == "already":
+            return Settlement(op.request_id, account_id, charged, 0, already=True)
+        if outcome == "late":
+            _, _, capped = split(op.amount, available)
+            return Settlement(op.request_id, account_id, charged, 0, capped=capped, late=True)
+        _, _, capped = split(op.amount, amount)
+        return Settlement(op.request_id, account_id, charged, amount - charged, capped=capped)
 
     async def _shielded(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
         # A caller cancelled mid-settlement (client gone) must not leave it half-sent: the
