@@ -101,6 +101,12 @@ UPDATE ledger_meta SET value = '2' WHERE key = 'schema_version' AND value < '2';
 """
 
 _ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM accounts"
+_HOLDS_EXPIRED = (
+    "EXISTS (SELECT 1 FROM reservations r WHERE r.account_id = accounts.id AND r.status = 'held' "
+    "AND r.expires_at < ?)"
+)
+_RESERVE_BY_ID = f"SELECT id, available, reserved, {_HOLDS_EXPIRED} FROM accounts WHERE id = ? AND kind = 'user'"
+_RESERVE_BY_TOKEN = f"SELECT id, available, reserved, {_HOLDS_EXPIRED} FROM accounts WHERE token_hash = ?"
 _RESERVATION = (
     "SELECT request_id, account_id, amount, status, charged, created_at, expires_at, agent FROM reservations"
 )
@@ -269,8 +275,8 @@ class SQLiteLedger(Ledger):
 
     # -- reservations ----------------------------------------------------------------------
 
-    def _expire(self, conn: sqlite3.Connection, account_id: str | None) -> int:
-        now = self.clock()
+    def _expire(self, conn: sqlite3.Connection, account_id: str | None, now: float | None = None) -> int:
+        now = self.clock() if now is None else now
         where = "status = 'held' AND expires_at < ?"
         args: list[object] = [now]
         if account_id is not None:
@@ -332,35 +338,35 @@ class SQLiteLedger(Ledger):
         if wanted < minimum:
             raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
 
+        # A caller's identity pays from a user account only, never from a token's.
+        sql, key = (_RESERVE_BY_ID, ref.account_id) if ref.account_id is not None else (_RESERVE_BY_TOKEN, ref.token_hash)
+
         def op(conn: sqlite3.Connection) -> Reservation | InsufficientCredits:
-            if ref.account_id is not None:
-                # A caller's identity pays from a user account only, never from a token's.
-                row = conn.execute(
-                    "SELECT id FROM accounts WHERE id = ? AND kind = 'user'", (ref.account_id,)
-                ).fetchone()
-            else:
-                row = conn.execute("SELECT id FROM accounts WHERE token_hash = ?", (ref.token_hash,)).fetchone()
+            now = self.clock()
+            # One statement finds the account and whether it has expired holds to release.
+            row = conn.execute(sql, (now, key)).fetchone()
             if row is None:
                 raise AccountNotFound(ref)
-            account_id = row[0]
-            self._expire(conn, account_id)
-            account = self._account(conn, account_id)
-            assert account is not None
-            if account.available < minimum:
+            account_id, available, reserved, stale = row
+            if stale:
+                self._expire(conn, account_id, now)
+                available, reserved = conn.execute(
+                    "SELECT available, reserved FROM accounts WHERE id = ?", (account_id,)
+                ).fetchone()
+            if available < minimum:
                 # Returned, not raised: the expired holds released above stay released.
                 holds, until = conn.execute(
                     "SELECT COUNT(*), MAX(expires_at) FROM reservations WHERE account_id = ? AND status = 'held'",
                     (account_id,),
                 ).fetchone()
-                return InsufficientCredits(account_id, account.available, account.reserved, minimum, until, holds)
-            amount = min(wanted, account.available)
+                return InsufficientCredits(account_id, available, reserved, minimum, until, holds)
+            amount = min(wanted, available)
             # The WHERE clause is the guard; under the write lock it always holds here.
             conn.execute(
                 "UPDATE accounts SET available = available - ?, reserved = reserved + ? "
                 "WHERE id = ? AND available >= ?",
                 (amount, amount, account_id, amount),
             )
-            now = self.clock()
             conn.execute(
                 "INSERT INTO reservations (request_id, account_id, amount, status, agent, created_at, expires_at, "
                 "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

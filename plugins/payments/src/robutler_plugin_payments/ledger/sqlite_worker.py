@@ -3,10 +3,13 @@
 All of a ledger's operations run in one thread that owns the connection, so the event
 loop never waits for SQLite (the write lock of another process, an ``fsync`` at a WAL
 checkpoint). Operations that queue up while a transaction commits run together in the
-next one: ``BEGIN IMMEDIATE``, each operation in its own ``SAVEPOINT`` (one that fails is
-rolled back alone and gets its own error), one ``COMMIT``. No result is reported before
-its transaction committed, so durability is the same as one transaction per operation,
-while a busy server pays for one commit per batch instead of one per operation.
+next one: ``BEGIN IMMEDIATE``, the operations in order, one ``COMMIT``. Each operation
+keeps its own result or error: the ledger's operations check before they write, so one
+that fails has written nothing; should one fail after writing, the transaction is rolled
+back and the batch runs again with each operation in its own ``SAVEPOINT`` (rolled back
+alone). No result is reported before its transaction committed, so durability is the same
+as one transaction per operation, while a busy server pays for one commit (and one thread
+hand-off each way) per batch instead of one per operation.
 """
 
 from __future__ import annotations
@@ -86,25 +89,9 @@ class GroupCommitWorker:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for fn, future, _ in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = fn(conn)
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        results.append((future, None, exc))
-                    else:
-                        conn.execute("RELEASE op")
-                        results.append((future, value, None))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            results = self._transaction(self._conn, batch, savepoints=False)
+            if not results:  # an operation failed half-way: again, each in a savepoint
+                results = self._transaction(self._conn, batch, savepoints=True)
         except Exception as exc:  # the connection or the transaction failed: every operation did
             if self._conn is not None and not isinstance(exc, sqlite3.IntegrityError):
                 self._conn.close()  # reconnect next time (the file may be back)
@@ -118,6 +105,48 @@ class GroupCommitWorker:
                 loop.call_soon_threadsafe(_deliver, delivered)
             except RuntimeError:  # that event loop is closed: nobody is waiting any more
                 pass
+
+
+    @staticmethod
+    def _transaction(
+        conn: sqlite3.Connection, batch: list[_Item], *, savepoints: bool
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Run ``batch`` in one transaction. Without ``savepoints``, an operation that fails
+        must have written nothing (the ledger's operations check before they write); if one
+        fails after writing, the transaction is rolled back and ``[]`` returned."""
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, future, _ in batch:
+                if savepoints:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = fn(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((future, None, exc))
+                    else:
+                        conn.execute("RELEASE op")
+                        results.append((future, value, None))
+                    continue
+                changes = conn.total_changes
+                try:
+                    value = fn(conn)
+                except Exception as exc:
+                    if conn.total_changes != changes or not conn.in_transaction:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        return []
+                    results.append((future, None, exc))
+                else:
+                    results.append((future, value, None))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
 
 
 __all__ = ["MAX_BATCH", "GroupCommitWorker"]
