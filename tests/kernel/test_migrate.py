@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robutler_kernel.check import check_file
@@ -259,6 +259,7 @@ def expected_fields(agent: dict[str, Any]) -> set[str]:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(agent=V1_AGENT, as_json=st.booleans())
+@example(agent={"capabilities": ["vector_db"], "vector_db_config": {"milvus_host": "", "milvus_port": None}}, as_json=False)
 def test_generated_configs_never_crash_and_every_field_is_accounted_for(
     agent: dict[str, Any], as_json: bool, installed: Installed, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -362,9 +362,16 @@ class AgentMapper:
             if new != k:
                 self.note("mapped", f"{where}.{k}", f"skills.{skill}.{new}")
         if skill == "vector_memory" and "milvus_host" in out:
-            host, port = out.pop("milvus_host"), out.pop("milvus_port", 19530)
-            out["uri"] = f"http://{host}:{port}"
-            self.note("mapped", f"{where}.milvus_host", f"skills.vector_memory.uri ({out['uri']})")
+            host, port = out.pop("milvus_host"), out.pop("milvus_port", None)
+            if port in (None, ""):
+                port = 19530  # Milvus's own default, as V1 assumed
+            if not isinstance(host, str) or not host.strip() or not str(port).isdigit():
+                self.note("not migrated", f"{where}.milvus_host",
+                          f"no usable Milvus host and port ({host!r}, {port!r}): set skills.vector_memory.uri "
+                          "(default: an embedded milvus-lite file)")
+            else:
+                out["uri"] = f"http://{host.strip()}:{port}"
+                self.note("mapped", f"{where}.milvus_host", f"skills.vector_memory.uri ({out['uri']})")
         if skill == "long_term_memory" and isinstance(out.get("dsn"), str) and out["dsn"].startswith("postgres"):
             out.setdefault("backend", "postgres")
         if skill == "short_term_memory" and isinstance(out.get("redis_url"), str):
