@@ -167,19 +167,15 @@ BEGIN
     RETURN QUERY SELECT v_account, v_hold, v_available - v_hold, v_reserved + v_hold;
 END
 $fn$;
--- Group commit (ledger/batch.py): reservations ('r'), settlements ('s') and releases ('x')
--- of one process, in order, in one statement (so one transaction and one commit). Each
--- does what reserve() and a settlement do alone; one that fails is rolled back alone (its
--- own subtransaction) and returns its error. The accounts of the batch are locked first,
--- in id order, so batches of several processes cannot deadlock each other.
-CREATE OR REPLACE FUNCTION {s}.apply_batch(
-    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
-    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
-) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
-                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
-LANGUAGE plpgsql AS $fn$
+-- One reservation ('r'), settlement ('s') or release ('x'), as the group commit runs it
+-- (ledger/batch.py): alone (a batch of one), or inside apply_batch.
+CREATE OR REPLACE FUNCTION {s}.ledger_op(
+    p_kind TEXT, p_request TEXT, p_account TEXT, p_token TEXT, p_amount BIGINT, p_minimum BIGINT,
+    p_text TEXT, p_ttl DOUBLE PRECISION, p_now DOUBLE PRECISION, p_owner TEXT,
+    OUT o_outcome TEXT, OUT o_account TEXT, OUT o_amount BIGINT, OUT o_charged BIGINT, OUT o_available BIGINT,
+    OUT o_reserved BIGINT, OUT o_holds BIGINT, OUT o_until DOUBLE PRECISION, OUT o_state TEXT, OUT o_message TEXT
+) LANGUAGE plpgsql AS $fn$
 DECLARE
-    k INT;
     v_account TEXT;
     v_freed BIGINT;
     v_available BIGINT;
@@ -190,100 +186,118 @@ DECLARE
     v_status TEXT;
     v_was TEXT;
 BEGIN
+    IF p_kind = 'r' THEN
+        v_account := p_account;
+        IF v_account IS NULL THEN
+            SELECT a.id INTO v_account FROM {s}.accounts a WHERE a.token_hash = p_token;
+            IF NOT FOUND THEN
+                o_outcome := 'missing';
+            END IF;
+        END IF;
+        IF o_outcome IS NULL THEN
+            WITH expired AS (
+                UPDATE {s}.reservations r SET status = 'expired', closed_at = p_now
+                WHERE r.account_id = v_account AND r.status = 'held' AND r.expires_at < p_now
+                RETURNING r.amount
+            )
+            SELECT COALESCE(SUM(e.amount), 0)::BIGINT INTO v_freed FROM expired e;
+            SELECT a.available + v_freed, a.reserved - v_freed INTO v_available, v_reserved
+            FROM {s}.accounts a WHERE a.id = v_account AND (p_account IS NULL OR a.kind = 'user') FOR UPDATE;
+            IF NOT FOUND THEN
+                o_outcome := 'missing';
+            ELSE
+                v_hold := CASE WHEN v_available >= p_minimum THEN LEAST(p_amount, v_available) ELSE 0 END;
+                IF v_freed > 0 OR v_hold > 0 THEN
+                    UPDATE {s}.accounts a SET available = v_available - v_hold, reserved = v_reserved + v_hold
+                    WHERE a.id = v_account;
+                END IF;
+                o_account := v_account;
+                IF v_available < p_minimum THEN
+                    o_outcome := 'short';
+                    o_available := v_available;
+                    o_reserved := v_reserved;
+                    SELECT COUNT(*), MAX(r.expires_at) INTO o_holds, o_until FROM {s}.reservations r
+                    WHERE r.account_id = v_account AND r.status = 'held';
+                ELSE
+                    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at,
+                                                   expires_at, owner)
+                    VALUES (p_request, v_account, v_hold, 'held', p_text, p_now, p_now + p_ttl, p_owner);
+                    o_outcome := 'ok';
+                    o_amount := v_hold;
+                END IF;
+            END IF;
+        END IF;
+    ELSE
+        v_status := CASE WHEN p_kind = 's' THEN 'settled' ELSE 'released' END;
+        UPDATE {s}.reservations r SET status = v_status, charged = LEAST(GREATEST(p_amount, 0), r.amount),
+            closed_at = p_now
+        WHERE r.request_id = p_request AND r.status = 'held'
+        RETURNING r.account_id, r.amount, r.charged INTO v_account, v_amount, v_charged;
+        IF FOUND THEN
+            UPDATE {s}.accounts a SET reserved = a.reserved - v_amount,
+                available = a.available + (v_amount - v_charged), spent = a.spent + v_charged
+            WHERE a.id = v_account;
+            o_outcome := 'ok';
+        ELSE
+            SELECT r.account_id, r.status, r.charged INTO v_account, v_was, v_charged
+            FROM {s}.reservations r WHERE r.request_id = p_request FOR UPDATE;
+            IF NOT FOUND THEN
+                o_outcome := 'unknown';
+            ELSIF v_was <> 'expired' THEN  -- settled or released before
+                o_outcome := 'already';
+            ELSE  -- given back already: charge what is available now
+                SELECT a.available INTO v_available FROM {s}.accounts a WHERE a.id = v_account FOR UPDATE;
+                v_charged := LEAST(GREATEST(p_amount, 0), v_available);
+                UPDATE {s}.accounts a SET available = a.available - v_charged, spent = a.spent + v_charged
+                WHERE a.id = v_account;
+                UPDATE {s}.reservations r SET status = v_status, charged = v_charged, closed_at = p_now
+                WHERE r.request_id = p_request;
+                o_outcome := 'late';
+                o_available := v_available;
+            END IF;
+        END IF;
+        IF o_outcome IN ('ok', 'late') AND p_kind = 's' THEN
+            INSERT INTO {s}.transactions (account_id, kind, amount, request_id, detail, created_at)
+            VALUES (v_account, 'charge', -v_charged, p_request, p_text, p_now)
+            ON CONFLICT (request_id, kind) DO NOTHING;
+        END IF;
+        o_account := v_account;
+        o_amount := v_amount;
+        o_charged := v_charged;
+    END IF;
+END
+$fn$;
+-- Group commit: the operations of one process, in order, in one statement (so one
+-- transaction and one commit). Each runs in its own subtransaction: one that fails is
+-- rolled back alone and returns its error. The accounts of the batch are locked first, in
+-- id order, so batches of several processes cannot deadlock each other.
+CREATE OR REPLACE FUNCTION {s}.apply_batch(
+    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
+    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
+) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
+                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    k INT;
+BEGIN
     PERFORM 1 FROM {s}.accounts a WHERE a.id IN (
         SELECT unnest(p_account)
         UNION SELECT t.id FROM {s}.accounts t WHERE t.token_hash = ANY(p_token)
         UNION SELECT r.account_id FROM {s}.reservations r WHERE r.request_id = ANY(p_request)
     ) ORDER BY a.id FOR UPDATE;
     FOR k IN 1 .. cardinality(p_kind) LOOP
-        o_outcome := NULL; o_account := NULL; o_amount := NULL; o_charged := NULL; o_available := NULL;
-        o_reserved := NULL; o_holds := NULL; o_until := NULL; o_state := NULL; o_message := NULL;
         BEGIN
-            IF p_kind[k] = 'r' THEN
-                v_account := p_account[k];
-                IF v_account IS NULL THEN
-                    SELECT a.id INTO v_account FROM {s}.accounts a WHERE a.token_hash = p_token[k];
-                    IF NOT FOUND THEN
-                        o_outcome := 'missing';
-                    END IF;
-                END IF;
-                IF o_outcome IS NULL THEN
-                    WITH expired AS (
-                        UPDATE {s}.reservations r SET status = 'expired', closed_at = p_now
-                        WHERE r.account_id = v_account AND r.status = 'held' AND r.expires_at < p_now
-                        RETURNING r.amount
-                    )
-                    SELECT COALESCE(SUM(e.amount), 0)::BIGINT INTO v_freed FROM expired e;
-                    SELECT a.available + v_freed, a.reserved - v_freed INTO v_available, v_reserved
-                    FROM {s}.accounts a WHERE a.id = v_account AND (p_account[k] IS NULL OR a.kind = 'user') FOR UPDATE;
-                    IF NOT FOUND THEN
-                        o_outcome := 'missing';
-                    ELSE
-                        v_hold := CASE WHEN v_available >= p_minimum[k] THEN LEAST(p_amount[k], v_available) ELSE 0 END;
-                        IF v_freed > 0 OR v_hold > 0 THEN
-                            UPDATE {s}.accounts a SET available = v_available - v_hold, reserved = v_reserved + v_hold
-                            WHERE a.id = v_account;
-                        END IF;
-                        o_account := v_account;
-                        IF v_available < p_minimum[k] THEN
-                            o_outcome := 'short';
-                            o_available := v_available;
-                            o_reserved := v_reserved;
-                            SELECT COUNT(*), MAX(r.expires_at) INTO o_holds, o_until FROM {s}.reservations r
-                            WHERE r.account_id = v_account AND r.status = 'held';
-                        ELSE
-                            INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at,
-                                                           expires_at, owner)
-                            VALUES (p_request[k], v_account, v_hold, 'held', p_text[k], p_now, p_now + p_ttl[k], p_owner);
-                            o_outcome := 'ok';
-                            o_amount := v_hold;
-                        END IF;
-                    END IF;
-                END IF;
-            ELSE
-                v_status := CASE WHEN p_kind[k] = 's' THEN 'settled' ELSE 'released' END;
-                UPDATE {s}.reservations r SET status = v_status, charged = LEAST(GREATEST(p_amount[k], 0), r.amount),
-                    closed_at = p_now
-                WHERE r.request_id = p_request[k] AND r.status = 'held'
-                RETURNING r.account_id, r.amount, r.charged INTO v_account, v_amount, v_charged;
-                IF FOUND THEN
-                    UPDATE {s}.accounts a SET reserved = a.reserved - v_amount,
-                        available = a.available + (v_amount - v_charged), spent = a.spent + v_charged
-                    WHERE a.id = v_account;
-                    o_outcome := 'ok';
-                ELSE
-                    SELECT r.account_id, r.status, r.charged INTO v_account, v_was, v_charged
-                    FROM {s}.reservations r WHERE r.request_id = p_request[k] FOR UPDATE;
-                    IF NOT FOUND THEN
-                        o_outcome := 'unknown';
-                    ELSIF v_was <> 'expired' THEN  -- settled or released before
-                        o_outcome := 'already';
-                    ELSE  -- given back already: charge what is available now
-                        SELECT a.available INTO v_available FROM {s}.accounts a WHERE a.id = v_account FOR UPDATE;
-                        v_charged := LEAST(GREATEST(p_amount[k], 0), v_available);
-                        UPDATE {s}.accounts a SET available = a.available - v_charged, spent = a.spent + v_charged
-                        WHERE a.id = v_account;
-                        UPDATE {s}.reservations r SET status = v_status, charged = v_charged, closed_at = p_now
-                        WHERE r.request_id = p_request[k];
-                        o_outcome := 'late';
-                        o_available := v_available;
-                    END IF;
-                END IF;
-                IF o_outcome IN ('ok', 'late') AND p_kind[k] = 's' THEN
-                    INSERT INTO {s}.transactions (account_id, kind, amount, request_id, detail, created_at)
-                    VALUES (v_account, 'charge', -v_charged, p_request[k], p_text[k], p_now)
-                    ON CONFLICT (request_id, kind) DO NOTHING;
-                END IF;
-                o_account := v_account;
-                o_amount := v_amount;
-                o_charged := v_charged;
-            END IF;
+            SELECT * INTO o_outcome, o_account, o_amount, o_charged, o_available, o_reserved, o_holds, o_until,
+                          o_state, o_message
+            FROM {s}.ledger_op(p_kind[k], p_request[k], p_account[k], p_token[k], p_amount[k], p_minimum[k],
+                               p_text[k], p_ttl[k], p_now, p_owner);
         EXCEPTION
             WHEN deadlock_detected OR serialization_failure THEN
                 RAISE;  -- the whole batch is retried
             WHEN OTHERS THEN
+                o_outcome := 'error'; o_account := NULL; o_amount := NULL; o_charged := NULL;
+                o_available := NULL; o_reserved := NULL; o_holds := NULL; o_until := NULL;
                 GET STACKED DIAGNOSTICS o_state = RETURNED_SQLSTATE, o_message = MESSAGE_TEXT;
-                o_outcome := 'error';
         END;
         RETURN NEXT;
     END LOOP;
@@ -357,6 +371,7 @@ class PostgresLedger(Ledger):
             "expire_all": _EXPIRE.format(s=s, filter=""),
             "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
             "batch": f"SELECT * FROM {s}.apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "one": f"SELECT * FROM {s}.ledger_op($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             "schema": SCHEMA.format(s=s),
             "s": s,
         }
@@ -402,6 +417,7 @@ class PostgresLedger(Ledger):
         unavailable = (
             OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+            asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,  # the server restarted mid-transaction
             asyncpg.InvalidCatalogNameError, asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError,
         )
         for attempt in range(3):
@@ -589,12 +605,12 @@ class PostgresLedger(Ledger):
     ) -> Reservation:
         if wanted < minimum:
             raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
-        result: Reservation = await self._group().submit(_Op("r", request_id, ref, wanted, minimum, agent, ttl))
+        result: Reservation = await self._group().run(_Op("r", request_id, ref, wanted, minimum, agent, ttl))
         return result
 
     async def _close(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
         op = _Op("s" if charge else "x", request_id, None, cost if charge else 0, 0, detail, 0.0)
-        result: Settlement = await self._group().submit(op)
+        result: Settlement = await self._group().run(op)
         return result
 
     def _group(self) -> GroupCommit[_Op]:
@@ -612,7 +628,11 @@ class PostgresLedger(Ledger):
             [op.amount for op in ops], [op.minimum for op in ops], [op.text for op in ops],
             [op.ttl for op in ops], now, self.owner.id,
         )
-        rows = await self._run(lambda conn: conn.fetch(self._sql["batch"], *args), transaction=False)
+        if len(ops) == 1:  # alone: no subtransaction, an error is the statement's
+            rows = [await self._run(lambda conn: conn.fetchrow(self._sql["one"], *[a[0] for a in args[:8]], *args[8:]),
+                                    transaction=False)]
+        else:
+            rows = await self._run(lambda conn: conn.fetch(self._sql["batch"], *args), transaction=False)
         return [self._outcome(op, row, now) for op, row in zip(ops, rows, strict=True)]
 
     @staticmethod
