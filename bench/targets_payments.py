@@ -197,9 +197,12 @@ def run_targets(args: argparse.Namespace) -> str:
     targets = [PAYMENTS_TARGETS[n] for n in args.targets]
     if args.baseline_src:
         # Only the payments targets: the no-payments baseline is the same on both sides.
-        targets = [t if not t.name.endswith("@base") or t.name == "auth-only@base" else
-                   replace(t, config=auth_payments(t.name.split("-")[-1].split("@")[0], t.name))
-                   for t in at_revision(targets, str(Path(args.baseline_src).resolve()))]
+        # (auth-only too is the same on both sides.) Each @base target gets a ledger of its own.
+        paying = [t for t in targets if t.name != "auth-only"]
+        based = {t.name: t for t in at_revision(paying, str(Path(args.baseline_src).resolve()))}
+        targets = [t for t in targets if t.name == "auth-only"] + [
+            replace(t, config=auth_payments(t.name.split("-")[-1].split("@")[0], t.name)) if t.name.endswith("@base")
+            else t for t in based.values()]
         everything.update({t.name: t for t in targets})
     targets.append(TARGETS["robutler-scripted"])
     missing = sorted({m for t in targets for m in t.missing()})

@@ -36,7 +36,7 @@ class GroupCommit(Generic[Op]):
     def __init__(self, run: RunBatch[Op], max_batch: int = MAX_BATCH) -> None:
         self._run = run
         self.max_batch = max_batch
-        self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Op, asyncio.Future[Any], bool]] = []
         self._writer: asyncio.Task[None] | None = None
         #: A caller is running its operation itself (the writer was free and nothing queued).
         self._inline = False
@@ -64,11 +64,12 @@ class GroupCommit(Generic[Op]):
             raise results[0]
         return results[0]
 
-    def submit(self, op: Op) -> asyncio.Future[Any]:
+    def submit(self, op: Op, *, keep: bool = False) -> asyncio.Future[Any]:
         """Queue ``op``; the future resolves once its batch committed. Cancelling the future
-        before its batch starts withdraws the operation; after, it still runs."""
+        (the caller left) before its batch starts withdraws the operation, unless ``keep``
+        (a settlement runs to the end whoever waits for it); after, it runs anyway."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._queue.append((op, future, keep))
         if self._writer is None and not self._inline:
             self._writer = asyncio.ensure_future(self._write())
         return future
@@ -85,7 +86,7 @@ class GroupCommit(Generic[Op]):
             while self._queue:
                 taken = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                batch = [(op, future) for op, future in taken if not future.cancelled()]
+                batch = [(op, future) for op, future, keep in taken if keep or not future.cancelled()]
                 if not batch:
                     continue
                 try:
@@ -103,7 +104,7 @@ class GroupCommit(Generic[Op]):
                         future.set_result(result)
                 batch = []
         except BaseException:  # the writer was cancelled (the event loop is closing)
-            for _, future in [*batch, *self._queue]:
+            for future in [f for _, f in batch] + [f for _, f, _ in self._queue]:
                 future.cancel()
             self._queue.clear()
             raise

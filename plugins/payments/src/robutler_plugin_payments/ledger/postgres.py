@@ -361,7 +361,6 @@ class PostgresLedger(Ledger):
         self.pool_size = pool_size
         self.timeout = timeout
         self._pool: Any = None
-        self._closing: set[asyncio.Task[Settlement]] = set()
         self._open_lock = asyncio.Lock()
         self._batcher: GroupCommit[_Op] | None = None
         s = f'"{schema}"'
@@ -444,8 +443,6 @@ class PostgresLedger(Ledger):
         await self.expire()
 
     async def close(self) -> None:
-        if self._closing:
-            await asyncio.wait(set(self._closing), timeout=self.timeout)
         if self._batcher is not None:
             await self._batcher.close()
         if self._pool is not None:
@@ -608,11 +605,6 @@ class PostgresLedger(Ledger):
         result: Reservation = await self._group().run(_Op("r", request_id, ref, wanted, minimum, agent, ttl))
         return result
 
-    async def _close(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
-        op = _Op("s" if charge else "x", request_id, None, cost if charge else 0, 0, detail, 0.0)
-        result: Settlement = await self._group().run(op)
-        return result
-
     def _group(self) -> GroupCommit[_Op]:
         if self._batcher is None:
             self._batcher = GroupCommit(self._apply)
@@ -659,19 +651,15 @@ class PostgresLedger(Ledger):
         _, _, capped = split(op.amount, amount)
         return Settlement(op.request_id, account_id, charged, amount - charged, capped=capped)
 
-    async def _shielded(self, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
-        # A caller cancelled mid-settlement (client gone) must not leave it half-sent: the
-        # settlement runs to the end in its own task, as it does in the SQLite worker.
-        task = asyncio.ensure_future(self._close(request_id, cost, detail, charge))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        return await asyncio.shield(task)
-
     async def settle(self, request_id: str, cost: int, detail: str | None = None) -> Settlement:
-        return await self._shielded(request_id, cost, detail, True)
+        # Queued with keep: a caller cancelled mid-settlement (client gone) does not withdraw
+        # it; it runs to the end, as it does in the SQLite worker.
+        result: Settlement = await self._group().submit(_Op("s", request_id, None, cost, 0, detail, 0.0), keep=True)
+        return result
 
     async def release(self, request_id: str) -> Settlement:
-        return await self._shielded(request_id, 0, None, False)
+        result: Settlement = await self._group().submit(_Op("x", request_id, None, 0, 0, None, 0.0), keep=True)
+        return result
 
     async def reservation(self, request_id: str) -> Reservation | None:
         async def op(conn: Any) -> Reservation | None:
