@@ -344,3 +344,25 @@ async def _check_against_model(settings_: dict[str, Any], plan: list[list[tuple[
             assert sorted((t.request_id, -t.amount) for t in charges) == sorted((r, h[3]) for r, h in settled.items())
     finally:
         await ledger.close()
+
+
+async def test_an_operation_that_fails_after_writing_is_undone_alone(payments_ledger: Ledger) -> None:
+    """A duplicate request id fails at its insert, after the account was updated: only that
+    operation is rolled back (SQLite runs the batch again with savepoints; PostgreSQL rolls
+    back its subtransaction), the rest of the batch commits."""
+    await payments_ledger.create_account("alice", micro(10))
+    ref = AccountRef(account_id="alice")
+    await payments_ledger.reserve(ref, "taken", micro(1), 0, ttl=60)
+    results = await asyncio.gather(
+        payments_ledger.reserve(ref, "first", micro(1), 0, ttl=60),
+        payments_ledger.reserve(ref, "first", micro(1), 0, ttl=60),  # the same id again
+        payments_ledger.reserve(ref, "taken", micro(1), 0, ttl=60),
+        payments_ledger.reserve(ref, "second", micro(1), 0, ttl=60),
+        return_exceptions=True,
+    )
+    first, again, taken, second = results
+    assert isinstance(first, Reservation) and isinstance(second, Reservation)
+    unique = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
+    assert isinstance(again, unique) and isinstance(taken, unique), results
+    account = await payments_ledger.account("alice")
+    assert account is not None and (account.available, account.reserved) == (micro(7), micro(3))
