@@ -8,6 +8,9 @@ body (msgspec). Served by Hypercorn with the kernel's own settings
 (:func:`robutler_kernel.serve.hypercorn_config`) on the kernel's event loop (uvloop when
 installed): the pass-through in its fastest form, so that a ratio against it is the cost of
 the kernel's work alone.
+``--client lean`` forwards with the contract's HTTP client (:mod:`robutler_specs.httpclient`,
+the one the openai plugin's default transport uses) instead of aiohttp: the floor of a
+Python proxy on that client.
 Run: ``python -m bench.passthrough --port 8100 --upstream http://127.0.0.1:8001/v1``.
 """
 
@@ -19,6 +22,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -41,8 +45,11 @@ class _Flag(msgspec.Struct):
 _stream_flag = msgspec.json.Decoder(_Flag).decode
 
 
-def build_app(upstream: str) -> Starlette:
-    """The proxy app; ``upstream`` is a base URL ending in ``/v1``."""
+def build_app(upstream: str, client: str = "aiohttp") -> Starlette:
+    """The proxy app; ``upstream`` is a base URL ending in ``/v1``; ``client``: ``aiohttp``
+    or ``lean``."""
+    if client == "lean":
+        return _lean_app(upstream)
     url = upstream.rstrip("/") + "/chat/completions"
     session: dict[str, Any] = {}
 
@@ -76,18 +83,51 @@ def build_app(upstream: str) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def _lean_app(upstream: str) -> Starlette:
+    from robutler_specs.httpclient import HTTPPool
+
+    pool = HTTPPool(upstream, max_connections=100)
+    head = pool.head("POST", urlsplit(upstream).path.rstrip("/") + "/chat/completions", list(HEADERS.items()))
+
+    async def chat(request: Request) -> Response:
+        body = await request.body()
+        reply = await pool.request(head, body)
+        if _stream_flag(body).stream:
+
+            async def relay() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in reply.iter_any():
+                        yield chunk
+                finally:
+                    reply.release()
+
+            return StreamingResponse(relay(), reply.status, media_type="text/event-stream")
+        try:
+            return Response(await reply.read(), reply.status, media_type="application/json")
+        finally:
+            reply.release()
+
+    async def health(request: Request) -> Response:
+        return Response(b"ok")
+
+    routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)]
+    return Starlette(routes=routes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.passthrough", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:8001/v1")
+    parser.add_argument("--client", choices=["aiohttp", "lean"], default="aiohttp",
+                        help="the HTTP client to the upstream (default aiohttp)")
     args = parser.parse_args()
 
     async def run() -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve(build_app(args.upstream), hypercorn_config(args.host, args.port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await serve(build_app(args.upstream, args.client), hypercorn_config(args.host, args.port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     eventloop.run(run())
 

@@ -75,7 +75,7 @@ def start_servers(settings: Settings, procs: P.ProcessSet, plan: P.CpuPlan, log_
             if target.workers > 1:
                 argv += ["--workers", str(target.workers)]
         elif target.kind == "passthrough":
-            argv = ["-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url]
+            argv = ["-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url, *target.args]
         else:
             raise ValueError(f"{target.name}: unknown kind {target.kind!r}")
         # Workers inherit the supervisor's cores: with several, the server gets every core

@@ -57,6 +57,7 @@ class Target:
         on (``--baseline-src``: the same target at an earlier revision, in the same run).
     :ivar workers: ``serve --workers``: worker processes of a Robutler target (above 1, the
         server may use every core, and its CPU is its workers').
+    :ivar args: more command-line arguments of the server (a pass-through's ``--client``).
     """
 
     name: str
@@ -72,6 +73,7 @@ class Target:
     body: Callable[[str, str], dict[str, Any]] = field(default=chat_body)
     src: str | None = None
     workers: int = 1
+    args: tuple[str, ...] = ()
 
     def request_body(self, scenario: str) -> dict[str, Any]:
         """The body sent in ``scenario``."""
@@ -185,6 +187,15 @@ TARGETS: dict[str, Target] = {
             "passthrough",
             "bare Starlette-on-Hypercorn proxy, one shared aiohttp ClientSession (bench/passthrough.py)",
             model="fake-model",
+        ),
+        Target(
+            "passthrough-lean",
+            "passthrough",
+            "the same pass-through on the contract's HTTP client (robutler_specs.httpclient) instead of aiohttp: "
+            "the floor of a Python proxy with the client Robutler's default transport uses",
+            model="fake-model",
+            baseline="passthrough",
+            args=("--client", "lean"),
         ),
         Target(
             "direct",
