@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import socket
 import struct
@@ -161,6 +162,36 @@ def test_delay_between_chunks(client: openai.OpenAI, fake: FakeOpenAI) -> None:
     stamps = [time.perf_counter() - started for _ in client.chat.completions.create(model="m", messages=USER, stream=True)]
     assert len(stamps) == 6  # role, a, b, c, d, finish: 5 pauses between them
     assert stamps[-1] - stamps[0] >= 0.05 * 4  # (with slack for when the first arrived)
+
+
+def test_paced_streams_share_one_timer_and_keep_their_own_pace(fake: FakeOpenAI) -> None:
+    """Many paced streams at once: each gets every event, a chunk_delay apart (never early),
+    on its own connection; a complete stream is not counted as cancelled."""
+    fake.default_reply = FakeReply(chunk_delay=0.05)
+    stream_body = json.dumps({"model": "m", "stream": True, "messages": USER}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+               b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(stream_body), stream_body))
+
+    async def one() -> list[float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fake.port)
+        writer.write(request)
+        stamps, data = [], b""
+        while chunk := await reader.read(65536):
+            stamps.append(time.perf_counter())
+            data += chunk
+        writer.close()
+        assert data.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+        return stamps
+
+    async def many() -> list[list[float]]:
+        return await asyncio.gather(*(one() for _ in range(20)))
+
+    for stamps in asyncio.run(many()):
+        # the head, then the role event at once, then an event each chunk_delay (the reads
+        # after the first two are one event each)
+        gaps = [b - a for a, b in itertools.pairwise(stamps[1:])]
+        assert len(gaps) >= 4 and all(gap >= 0.05 - 0.01 for gap in gaps), gaps
+    assert fake.cancelled == 0
 
 
 def test_a_client_timeout_is_seen_as_a_cancellation(fake: FakeOpenAI) -> None:

@@ -327,6 +327,7 @@ class FakeServer(Generic[R]):
         self._closing = False
         self._live: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._ticker: _Ticker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -433,9 +434,23 @@ class FakeServer(Generic[R]):
     async def pace(self, conn: Connection, headers: dict[str, str], events: list[bytes],
                    reply: R, *, drop_at_end: bool = False) -> None:
         """Write a stream event by event: ``chunk_delay`` apart, hanging after
-        ``hang_after`` events until the peer leaves."""
+        ``hang_after`` events until the peer leaves.
+
+        With a ``chunk_delay``, the events after the first are written by the server's
+        :class:`_Ticker` (one timer for every paced stream) rather than by a sleep of this
+        stream's own: each stream still gets its events ``chunk_delay`` apart on its own
+        connection, and thousands of slow streams cost a timer callback per tick instead of a
+        task wake-up per event."""
         conn.start_stream(headers)
         hang_after = reply.fault_after if reply.fault == "stall" else reply.hang_after
+        if reply.chunk_delay and events:
+            stream = _Paced(conn, events, hang_after, drop_at_end, asyncio.get_running_loop().create_future())
+            if stream.step():
+                if self._ticker is None:
+                    self._ticker = _Ticker(asyncio.get_running_loop())
+                self._ticker.add(stream, reply.chunk_delay)
+            await stream.done  # set after the last event; cancelled when the peer leaves
+            return
         for n, event in enumerate(events):
             if hang_after is not None and n >= hang_after:
                 await _forever()  # until the peer leaves and we are cancelled
@@ -491,6 +506,9 @@ class FakeServer(Generic[R]):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._ticker is not None:
+                self._ticker.close()
+                self._ticker = None
             self._closing = False
 
     async def __aenter__(self: F) -> F:
@@ -534,6 +552,97 @@ class FakeServer(Generic[R]):
         return f"<{type(self).__name__} {self.base_url} queued={len(self.replies)}>"
 
 
+class _Paced:
+    """A paced stream's state: its connection, its events and the next one to write."""
+
+    __slots__ = ("conn", "done", "drop_at_end", "due", "events", "hang_after", "n")
+
+    def __init__(self, conn: Connection, events: list[bytes], hang_after: int | None, drop_at_end: bool,
+                 done: asyncio.Future[None]) -> None:
+        self.conn, self.events, self.hang_after, self.drop_at_end, self.done = conn, events, hang_after, drop_at_end, done
+        self.n = 0
+        self.due = 0.0
+
+    def step(self) -> bool:
+        """Write the next event; whether another one is to be written later. After the last
+        event ``done`` is set; a stream that hangs (``hang_after``) or whose peer left (the
+        connection's task, awaiting ``done``, was cancelled) writes nothing more."""
+        if self.done.done() or self.conn.transport is None:
+            return False
+        n = self.n
+        if self.hang_after is not None and n >= self.hang_after:
+            return False  # hang until the peer leaves
+        self.n = n + 1
+        if n < len(self.events) - 1:
+            self.conn.send_chunk(self.events[n])
+            return True
+        # The stream's task must finish before the connection's end is seen (a close after
+        # the last event is not a peer leaving mid-answer): its wake-up is queued first.
+        self.done.set_result(None)
+        self.conn.send_chunk(self.events[n], last=not self.drop_at_end)
+        if self.drop_at_end:
+            self.conn.drop()
+        return False
+
+
+class _Ticker:
+    """One timer for all paced streams of a server: each tick writes the next event of every
+    stream that is due, then sleeps until the next one is (at least :attr:`GRANULARITY`).
+
+    Streams with the same delay are due in the order they were queued, so a queue per delay
+    (a deque) keeps them sorted without a heap. A stream's next event is due ``delay`` after
+    the previous one was due (no drift when a tick is late) and never less than ``delay -
+    GRANULARITY`` after it was written; an event is never written before it is due.
+    """
+
+    #: Seconds between ticks at the least; an event is late by up to about this much.
+    GRANULARITY = 0.005
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queues: dict[float, deque[_Paced]] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = math.inf
+
+    def add(self, stream: _Paced, delay: float) -> None:
+        """Write ``stream``'s next events ``delay`` seconds apart, the first ``delay`` from now."""
+        stream.due = self.loop.time() + delay
+        queue = self.queues.get(delay)
+        if queue is None:
+            queue = self.queues[delay] = deque()
+        queue.append(stream)
+        self._schedule(stream.due)
+
+    def _schedule(self, at: float) -> None:
+        if at < self.at:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.at, self.handle = at, self.loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        self.handle, self.at = None, math.inf
+        now = self.loop.time()
+        soonest = math.inf
+        for delay, queue in self.queues.items():
+            floor = now + delay - self.GRANULARITY
+            while queue and queue[0].due <= now:
+                stream = queue.popleft()
+                if stream.step():
+                    due = stream.due + delay
+                    stream.due = due if due > floor else floor
+                    queue.append(stream)
+            if queue and queue[0].due < soonest:
+                soonest = queue[0].due
+        if soonest < math.inf:
+            self._schedule(max(soonest, now + self.GRANULARITY))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle, self.at = None, math.inf
+        self.queues.clear()
+
+
 def _dropper(conn: Connection) -> Callable[[bool], Pending]:
     def drop(_paced: bool) -> Pending:
         conn.drop()
@@ -562,8 +671,10 @@ def serve_main(argv: list[str] | None, *, prog: str, description: str,
         print(f"listening on {fake.base_url}", flush=True)
         await asyncio.Event().wait()
 
+    from ..eventloop import run  # uvloop when installed: the process must not be the bottleneck
+
     try:
-        asyncio.run(serve())
+        run(serve())
     except KeyboardInterrupt:
         pass
 
