@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .harness import FakeUpstream, PostgresInstance, RedisInstance, Summary
+from .harness import FakeUpstream, PostgresInstance, RedisInstance, Summary, share_nice
 from .loadgen import raise_nofile
 
 SUMMARY = Summary()
@@ -52,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     nice = config.getoption("--soak-nice", default=0)
     if nice:
         os.setpriority(os.PRIO_PROCESS, 0, nice)  # inherited by every process started from here
+        share_nice()  # and the session's own weight (the servers' sessions get theirs when started)
 
 
 @pytest.fixture(scope="session")

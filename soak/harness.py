@@ -174,6 +174,54 @@ class RssWatch:
         return self.rss()
 
 
+class CpuShares:
+    """Where the machine's cores went between its start and :meth:`stop`: the CPU seconds
+    (user + system) of each process of each named tree (``server=pid``: the process and its
+    children, a server's workers apart), and of the whole machine (every core's busy time)."""
+
+    def __init__(self, **trees: int) -> None:
+        self.trees = {name: psutil.Process(pid) for name, pid in trees.items()}
+        self.before = self._sample()
+        self.machine_before = self._machine()
+
+    @staticmethod
+    def _machine() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "steal", 0.0) \
+            - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+    def _sample(self) -> dict[tuple[str, int], tuple[float, float]]:
+        out: dict[tuple[str, int], tuple[float, float]] = {}
+        for name, root in self.trees.items():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                out[(name, proc.pid)] = (times.user, times.system)
+        return out
+
+    def stop(self) -> dict[str, Any]:
+        """``{name: seconds, name + " processes": [seconds of each, busiest first], name +
+        " system": the kernel's part of the seconds, "machine": seconds}`` since the start."""
+        now = self._sample()
+        machine = self._machine() - self.machine_before
+        out: dict[str, Any] = {}
+        for name in self.trees:
+            used = {key: (user - self.before.get(key, (0.0, 0.0))[0], system - self.before.get(key, (0.0, 0.0))[1])
+                    for key, (user, system) in now.items() if key[0] == name}
+            each = sorted((round(user + system, 2) for user, system in used.values()), reverse=True)
+            out[name] = round(sum(each), 2)
+            out[name + " processes"] = each
+            out[name + " system"] = round(sum(system for _, system in used.values()), 2)
+        out["machine"] = round(machine, 2)
+        return out
+
+
 # -- processes ------------------------------------------------------------------------------
 
 
@@ -197,8 +245,28 @@ def wait_port(port: int, timeout: float = 30.0, what: str = "a server") -> None:
             time.sleep(0.05)
 
 
+def share_nice(pid: int | str = "self") -> None:
+    """Give the session of ``pid`` the nice value of this process, for the whole session.
+
+    Linux schedules each session as one group (``sched_autogroup``): CPU is shared between
+    busy sessions first, and a process's nice value only counts among the processes of its
+    own session. A server or fake started in a new session would then get a busy session's
+    share of the cores whatever ``--soak-nice`` says, and two workers of one server would
+    share one. Writing the nice value to ``/proc/PID/autogroup`` gives the session that
+    weight; nothing happens where there are no autogroups or the value is 0."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice == 0:
+        return
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+    except OSError:
+        pass
+
+
 class Child:
-    """A child process in its own process group, its output in a file."""
+    """A child process in its own process group (and session: see :func:`share_nice`), its
+    output in a file."""
 
     def __init__(self, argv: list[str], log: Path, env: Mapping[str, str] | None = None,
                  user: str | None = None) -> None:
@@ -212,6 +280,7 @@ class Child:
             kw.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
         self.popen = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env={**os.environ, **(env or {})}, start_new_session=True, **kw)
+        share_nice(self.popen.pid)
 
     @property
     def pid(self) -> int:
@@ -257,7 +326,9 @@ def write_config(workdir: Path, config: Mapping[str, Any], name: str = "robutler
 def serve(workdir: Path, config: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
           name: str = "robutler.yaml") -> ServeProcess:
     """``robutler-kernel serve`` on ``config`` (its port chosen free), started and listening."""
-    return ServeProcess(write_config(workdir, config, name), env=env, cwd=workdir, timeout=60)
+    process = ServeProcess(write_config(workdir, config, name), env=env, cwd=workdir, timeout=60)
+    share_nice(process.pid)
+    return process
 
 
 def server_settings(**extra: Any) -> dict[str, Any]:
@@ -379,8 +450,8 @@ class PostgresInstance:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-__all__ = ["Child", "FakeUpstream", "PostgresInstance", "RedisInstance", "Row", "RssWatch", "Summary",
-           "get_json", "openai_skill", "percentile", "row_from_results", "serve", "server_settings",
+__all__ = ["Child", "CpuShares", "FakeUpstream", "PostgresInstance", "RedisInstance", "Row", "RssWatch", "Summary",
+           "get_json", "openai_skill", "percentile", "row_from_results", "serve", "server_settings", "share_nice",
            "wait_port", "write_config"]
 
 

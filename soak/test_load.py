@@ -21,7 +21,16 @@ from typing import Any
 
 import pytest
 
-from .harness import FakeUpstream, RssWatch, Summary, openai_skill, row_from_results, serve, server_settings
+from .harness import (
+    CpuShares,
+    FakeUpstream,
+    RssWatch,
+    Summary,
+    openai_skill,
+    row_from_results,
+    serve,
+    server_settings,
+)
 from .loadgen import run_spread
 
 AGENT = "soak"
@@ -95,7 +104,8 @@ def test_waves_of_new_connections(load_server: Any, summary: Summary, soak_optio
     assert not failures, failures
 
 
-def test_concurrent_slow_streams(load_server: Any, summary: Summary, soak_options: dict[str, Any]) -> None:
+def test_concurrent_slow_streams(load_server: Any, slow_upstream: FakeUpstream, summary: Summary,
+                                 soak_options: dict[str, Any]) -> None:
     """10,000 streams of one chunk a second for 20 s: all complete, each within 1.5x its own
     duration; peak RSS under 2 GiB; RSS comes back after the round."""
     count, seconds = soak_options["streams"], soak_options["stream_seconds"]
@@ -107,11 +117,19 @@ def test_concurrent_slow_streams(load_server: Any, summary: Summary, soak_option
     run_spread(load_server.port, _body(words, True), 20, timeout=duration * 3)
     time.sleep(2)
     watch = RssWatch(load_server.pid)
+    shares = CpuShares(server=load_server.pid, upstream=slow_upstream.pid)
+    loadgen: dict[str, float] = {}
     started = time.monotonic()
     results = run_spread(load_server.port, _body(words, True), count, processes=soak_options["procs"],
-                         ramp=min(soak_options["ramp"], count / 500), timeout=duration * 4)
+                         ramp=min(soak_options["ramp"], count / 500), timeout=duration * 4, usage=loadgen)
     elapsed = time.monotonic() - started
     cpu = watch.cpu() - watch.cpu_before
+    # Where the cores went: the server (each process), the fake upstream, the load generators
+    # and the rest of the machine (this process, the kernel's network work, any other load).
+    used = shares.stop()
+    used["loadgen"], used["loadgen system"] = loadgen.get("cpu", 0.0), loadgen.get("system", 0.0)
+    used["rest"] = round(used["machine"] - used["server"] - used["upstream"] - used["loadgen"], 2)
+    used["cores"] = round(used["machine"] / elapsed, 2)
     after = watch.settle(soak_options["settle"])
     slow = [r for r in results if r[3] and r[2] > duration * SLACK]
     row = summary.add(row_from_results(
@@ -119,8 +137,12 @@ def test_concurrent_slow_streams(load_server: Any, summary: Summary, soak_option
         rss_before=watch.before, rss_after=after, seconds=round(elapsed, 1),
         note=(f"{len(slow)} over {SLACK}x their {duration:g} s; the server used {cpu:.0f} CPU seconds "
               f"({1000 * cpu / count:.1f} ms a stream); RSS {after - watch.before:+.0f} MiB "
-              f"{soak_options['settle']:g} s after the round"),
+              f"{soak_options['settle']:g} s after the round; CPU seconds of the round's {elapsed:.0f} s: "
+              f"server {used['server']:.1f} ({' + '.join(f'{c:.1f}' for c in used['server processes'])}), "
+              f"fake upstream {used['upstream']:.1f}, load generators {used['loadgen']:.1f}, "
+              f"rest {used['rest']:.1f}, machine {used['machine']:.1f} ({used['cores']:.2f} cores busy)"),
         extra={"over_slack": len(slow), "nominal_seconds": duration, "server_cpu_seconds": round(cpu, 1),
+               "cpu": used,
                "ttfb_p99": sorted(r[1] for r in results)[int(len(results) * 0.99) - 1] if results else None}))
     assert row.errors == 0, f"{row.errors} of {count} streams failed, e.g. {row.error_sample}"
     assert not slow, f"{len(slow)} streams took over {SLACK}x {duration:g} s, the slowest {max(r[2] for r in slow):.1f} s"
