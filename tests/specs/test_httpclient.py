@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -475,3 +478,76 @@ def test_headers_with_line_breaks_are_refused() -> None:
         HTTPPool("ftp://example.com")
     assert HTTPPool("https://api.example.com/v1").authority == "api.example.com"
     assert HTTPPool("http://[::1]:8080").authority == "[::1]:8080"
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_with_the_server_name_checked_and_one_lookup_for_many_connections(tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+
+    async def main() -> None:
+        srv = await asyncio.start_server(answer_each, "127.0.0.1", 0, ssl=server_tls)
+        port = srv.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        lookups: list[str] = []
+        real = loop.getaddrinfo
+
+        async def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+            lookups.append(host)
+            return await real(host, *args, **kwargs)
+
+        loop.getaddrinfo = counting  # type: ignore[method-assign]
+        try:
+            # The system's trust store does not know this certificate: refused.
+            strict = HTTPPool(f"https://localhost:{port}")
+            with pytest.raises(ConnectError) as caught:
+                await strict.request(strict.head("POST", "/"), b"{}")
+            assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+            # Trusted, ten calls at once: ten connections, one lookup of the name.
+            client_tls = ssl.create_default_context(cafile=str(cert_file))
+            pool = HTTPPool(f"https://localhost:{port}", ssl_context=client_tls)
+            lookups.clear()
+
+            async def one(i: int) -> bytes:
+                response = await pool.request(pool.head("POST", "/"), b"call %d" % i)
+                try:
+                    return await response.read()
+                finally:
+                    response.release()
+
+            answers = await asyncio.gather(*(one(i) for i in range(10)))
+            assert answers == [b"call %d" % i for i in range(10)]
+            assert lookups == ["localhost"]
+            assert pool.open_connections == 10
+            await pool.close()
+        finally:
+            loop.getaddrinfo = real  # type: ignore[method-assign]
+            srv.close()
+
+    run(main())

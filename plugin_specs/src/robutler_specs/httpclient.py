@@ -22,23 +22,29 @@ What it does:
   any other failure is the caller's to retry;
 - reading is paused while more than 1 MiB of body waits to be consumed.
 
-Idle connections are kept ``keepalive_timeout`` seconds. Errors derive from
+Idle connections are kept ``keepalive_timeout`` seconds; a host name is looked up at most
+every ``DNS_TTL`` (10) seconds, its addresses tried in order. Errors derive from
 :class:`HTTPError` (an ``OSError``); timeouts are also ``TimeoutError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl as ssl_module
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 #: Most bytes of a response head (status line and headers).
 MAX_HEAD = 64 * 1024
 #: Body bytes buffered before reading from the socket pauses.
 HIGH_WATER = 1024 * 1024
+#: Seconds a host name's addresses are kept.
+DNS_TTL = 10.0
 
 _LENGTH, _CHUNKED, _CLOSE, _NONE = range(4)
 
@@ -318,6 +324,14 @@ class _Connection(asyncio.Protocol):
         self.closed = True
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(ReadTimeout("the upstream sent nothing within read_timeout"))
@@ -447,6 +461,9 @@ class HTTPPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._literal = _is_ip(self.host)
+        self._dns: tuple[float, list[tuple[int, str]]] | None = None
+        self._lookup: asyncio.Future[list[Any]] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -528,14 +545,43 @@ class HTTPPool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
+    async def _addresses(self) -> list[tuple[int, str]]:
+        """The host's addresses (family, address), looked up at most every ``DNS_TTL``
+        seconds: a burst of new connections makes one lookup, not one each."""
+        loop = asyncio.get_running_loop()
+        cached = self._dns
+        if cached is not None and loop.time() - cached[0] < DNS_TTL:
+            return cached[1]
+        if self._lookup is None or self._lookup.done():
+            self._lookup = asyncio.ensure_future(
+                loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            )
+        infos = await asyncio.shield(self._lookup)
+        addresses = list(dict.fromkeys((family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos))
+        if not addresses:
+            raise OSError(f"no address for {self.host}")
+        self._dns = (loop.time(), addresses)
+        return addresses
+
     async def _connect(self, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port,
-                    ssl=self._ssl, server_hostname=self.host if self.tls else None,
-                )
+                if self._literal:
+                    addresses = [(0, self.host)]
+                else:
+                    addresses = await self._addresses()
+                for i, (family, address) in enumerate(addresses):
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Connection(self), address, self.port, family=family,
+                            ssl=self._ssl, server_hostname=self.host if self.tls else None,
+                        )
+                        break
+                    except OSError:
+                        if i == len(addresses) - 1:
+                            self._dns = None  # look the host up again next time
+                            raise
         except TimeoutError:
             raise ConnectTimeout(
                 f"could not connect to {self.authority} within {self.connect_timeout:g}s"
