@@ -41,7 +41,7 @@ QUIET_CPU = 0.02
 #: RSS growth (bytes) since the last reclaim that makes one worth it.
 GROWTH = 32 * 1024 * 1024
 #: Reclaims again this many times, :data:`FOLLOWUP_SPACING` seconds apart, while still
-#: quiet: idle keep-alive connections to providers close later (aiohttp keeps them 30 s),
+#: quiet: idle keep-alive connections to providers close later (kept 30 s),
 #: and what they held is freed then.
 FOLLOWUPS = 2
 FOLLOWUP_SPACING = 35.0
