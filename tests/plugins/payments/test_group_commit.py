@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,9 @@ M = 1_000_000
 
 
 @pytest.fixture
-async def payments_ledger(payments_settings: dict[str, Any]) -> AsyncIterator[Ledger]:
-    ledger = make_ledger(msgspec.convert(payments_settings, LedgerConfig))
-    await ledger.open()
-    try:
-        yield ledger
-    finally:
-        await ledger.close()
+def payments_ledger(payments_admin: Ledger) -> Ledger:
+    """A handle on the ledger (the conftest's own)."""
+    return payments_admin
 
 
 def batches(ledger: Ledger) -> tuple[int, int]:

@@ -122,7 +122,9 @@ CREATE INDEX IF NOT EXISTS reservations_owner ON {s}.reservations (owner) WHERE 
 DROP FUNCTION IF EXISTS {s}.reserve(TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, DOUBLE PRECISION, DOUBLE PRECISION);
 UPDATE {s}.ledger_meta SET value = '2' WHERE key = 'schema_version' AND value < '2';
 -- One round trip per reservation: release the account's expired holds, lock the account,
--- hold min(wanted, available) if available >= minimum. Reservation rows are locked before
+-- hold min(wanted, available) if available >= minimum. This version reserves through
+-- ledger_op (below, the same steps); reserve stays for servers of the previous version that
+-- share the ledger during a rolling upgrade. Reservation rows are locked before
 -- the account row, as in a settlement, so the two never deadlock.
 CREATE OR REPLACE FUNCTION {s}.reserve(
     p_account TEXT, p_token_hash TEXT, p_wanted BIGINT, p_minimum BIGINT,
