@@ -94,7 +94,7 @@ def test_any_answer_in_any_pieces_parses_to_itself(status: int, headers: list[tu
         data = b"HTTP/1.1 100 Continue\r\n\r\n" + data
     conn = _Connection(_Pool())  # type: ignore[arg-type]
     conn.connection_made(_Transport())  # type: ignore[arg-type]
-    conn._reset(head_only=False)
+    conn._reset()
     at = 0
     for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         if cut > at:

@@ -91,9 +91,9 @@ class _Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._paused = False
-        self._reset(head_only=False)
+        self._reset()
 
-    def _reset(self, head_only: bool) -> None:
+    def _reset(self) -> None:
         # The state of one answer.
         self.status = 0
         self.reason = ""
@@ -105,7 +105,6 @@ class _Connection(asyncio.Protocol):
         self._mode = _NONE
         self._left = 0  # bytes left of the body (_LENGTH) or of the chunk (_CHUNKED)
         self._chunk_state = 0  # 0: size line, 1: data, 2: CRLF after data, 3: trailers
-        self._no_body = head_only
         self.body: deque[bytes] = deque()
         self.buffered = 0
 
@@ -181,10 +180,7 @@ class _Connection(asyncio.Protocol):
                     buf.clear()
                 return
             if self._mode == _LENGTH:
-                take = min(self._left, len(buf))
-                self._push(bytes(buf[:take]) if take < len(buf) else bytes(buf))
-                del buf[:take]
-                self._left -= take
+                self._push_upto(buf)
                 if not self._left:
                     self.body_done = True
             elif self._mode == _CLOSE:
@@ -219,7 +215,7 @@ class _Connection(asyncio.Protocol):
             self.keep_alive = "keep-alive" in connection
         else:
             self.keep_alive = "close" not in connection
-        if self._no_body or status in (204, 304):
+        if status in (204, 304):
             self._mode, self.body_done = _NONE, True
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._mode = _CHUNKED
@@ -236,10 +232,7 @@ class _Connection(asyncio.Protocol):
         while buf and not self.body_done:
             state = self._chunk_state
             if state == 1:
-                take = min(self._left, len(buf))
-                self._push(bytes(buf[:take]) if take < len(buf) else bytes(buf))
-                del buf[:take]
-                self._left -= take
+                self._push_upto(buf)
                 if not self._left:
                     self._chunk_state = 2
                 continue
@@ -265,6 +258,13 @@ class _Connection(asyncio.Protocol):
                 self._chunk_state = 0
             elif not line:  # state 3: the empty line after the trailers
                 self.body_done = True
+
+    def _push_upto(self, buf: bytearray) -> None:
+        """Move up to ``self._left`` bytes of ``buf`` into the body."""
+        take = min(self._left, len(buf))
+        self._push(bytes(buf[:take]) if take < len(buf) else bytes(buf))
+        del buf[:take]
+        self._left -= take
 
     def _push(self, data: bytes) -> None:
         if data:
@@ -381,12 +381,7 @@ class HTTPResponse:
         if self._done:
             return
         self._done = True
-        conn = self._conn
-        if conn.body_done and not conn.body and conn.keep_alive and not conn.closed:
-            conn.pool._release(conn)
-        else:
-            conn.close()
-            conn.pool._release(conn)
+        self._conn.pool._release(self._conn)  # kept only if whole and reusable, else closed
 
     def close(self) -> None:
         """Drop the connection (the rest of the body is not read)."""
@@ -480,28 +475,28 @@ class HTTPPool:
                 raise ValueError(f"a request line or header contains a line break: {line[:100]!r}")
         return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
-    async def request(self, head: bytes, body: bytes = b"", *, head_only: bool = False) -> HTTPResponse:
+    async def request(self, head: bytes, body: bytes = b"") -> HTTPResponse:
         """Send one request (``head`` from :meth:`head`, then ``body``) and wait for the
-        answer's head. ``head_only``: the request is a ``HEAD`` (the answer has no body)."""
+        answer's head (not for ``HEAD`` requests: their answers' framing is not read)."""
         data = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         conn, reused = await self._acquire()
         try:
             try:
-                return await self._exchange(conn, data, head_only)
+                return await self._exchange(conn, data)
             except Disconnected:
                 if not (reused and conn.closed and not conn.received):
                     raise
             # An idle connection the upstream had closed: once more on a new one.
             self._release(conn)
             conn, _ = await self._acquire(fresh=True)
-            return await self._exchange(conn, data, head_only)
+            return await self._exchange(conn, data)
         except BaseException:
             conn.close()
             self._release(conn)
             raise
 
-    async def _exchange(self, conn: _Connection, data: bytes, head_only: bool) -> HTTPResponse:
-        conn._reset(head_only)
+    async def _exchange(self, conn: _Connection, data: bytes) -> HTTPResponse:
+        conn._reset()
         await conn.send(data)
         while not conn.head_done:
             conn.raise_error()
