@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,29 +49,21 @@ def build_app(upstream: str, client: str = "aiohttp") -> Starlette:
     """The proxy app; ``upstream`` is a base URL ending in ``/v1``; ``client``: ``aiohttp``
     or ``lean``."""
     if client == "lean":
-        return _lean_app(upstream)
+        from robutler_specs.httpclient import HTTPPool
+
+        pool = HTTPPool(upstream, max_connections=100)
+        head = pool.head("POST", urlsplit(upstream).path.rstrip("/") + "/chat/completions", list(HEADERS.items()))
+
+        async def lean(body: bytes) -> Any:
+            return await pool.request(head, body)
+
+        return _app(lean, lambda reply: reply.iter_any())
+
     url = upstream.rstrip("/") + "/chat/completions"
-    session: dict[str, Any] = {}
+    session: dict[str, aiohttp.ClientSession] = {}
 
-    async def chat(request: Request) -> Response:
-        body = await request.body()
-        client: aiohttp.ClientSession = session["client"]
-        if _stream_flag(body).stream:
-            reply = await client.post(url, data=body, headers=HEADERS)
-
-            async def relay() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in reply.content.iter_any():
-                        yield chunk
-                finally:
-                    reply.release()
-
-            return StreamingResponse(relay(), reply.status, media_type="text/event-stream")
-        async with client.post(url, data=body, headers=HEADERS) as reply:
-            return Response(await reply.read(), reply.status, media_type="application/json")
-
-    async def health(request: Request) -> Response:
-        return Response(b"ok")
+    async def post(body: bytes) -> Any:
+        return await session["client"].post(url, data=body, headers=HEADERS)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,24 +71,25 @@ def build_app(upstream: str, client: str = "aiohttp") -> Starlette:
             session["client"] = client
             yield
 
-    routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return _app(post, lambda reply: reply.content.iter_any(), lifespan)
 
 
-def _lean_app(upstream: str) -> Starlette:
-    from robutler_specs.httpclient import HTTPPool
-
-    pool = HTTPPool(upstream, max_connections=100)
-    head = pool.head("POST", urlsplit(upstream).path.rstrip("/") + "/chat/completions", list(HEADERS.items()))
+def _app(
+    forward: Callable[[bytes], Awaitable[Any]],
+    pieces: Callable[[Any], AsyncIterator[bytes]],
+    lifespan: Any = None,
+) -> Starlette:
+    """The routes, whatever the client: ``forward(body)`` sends the request and returns the
+    reply (``status``, ``read()``, ``release()``); ``pieces(reply)`` its body as it comes."""
 
     async def chat(request: Request) -> Response:
         body = await request.body()
-        reply = await pool.request(head, body)
+        reply = await forward(body)
         if _stream_flag(body).stream:
 
             async def relay() -> AsyncIterator[bytes]:
                 try:
-                    async for chunk in reply.iter_any():
+                    async for chunk in pieces(reply):
                         yield chunk
                 finally:
                     reply.release()
@@ -111,7 +104,7 @@ def _lean_app(upstream: str) -> Starlette:
         return Response(b"ok")
 
     routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main() -> None:
