@@ -26,13 +26,7 @@ from .harness import FakeUpstream, Row, Summary, openai_skill, percentile, serve
 
 faults = pytest.importorskip("robutler_kernel.testing.faults")
 
-TRANSPORTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "openai-sdk-aiohttp": ("openai", {"transport": "sdk", "http_client": "aiohttp"}),
-    "openai-sdk-httpx": ("openai", {"transport": "sdk", "http_client": "httpx"}),
-    "openai-direct": ("openai", {"transport": "direct"}),
-    "anthropic-aiohttp": ("anthropic", {"http_client": "aiohttp"}),
-    "anthropic-httpx": ("anthropic", {"http_client": "httpx"}),
-}
+TRANSPORTS = faults.TRANSPORTS
 
 
 class Background:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ import robutler_plugin_openai
 from robutler_kernel.testing import FakeAnthropic, FakeOpenAI, LiveServer, make_kernel
 from robutler_kernel.testing.faults import (
     FAULTS,
+    TRANSPORTS,
     Fault,
     agent_config,
     json_problems,
@@ -27,15 +28,6 @@ from robutler_kernel.testing.faults import (
     stream_problems,
 )
 from robutler_specs import RequestContext, Skill, UsageRecord, hookimpl
-
-#: transport id -> (provider, skill settings)
-TRANSPORTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "openai-sdk-aiohttp": ("openai", {"transport": "sdk", "http_client": "aiohttp"}),
-    "openai-sdk-httpx": ("openai", {"transport": "sdk", "http_client": "httpx"}),
-    "openai-direct": ("openai", {"transport": "direct"}),
-    "anthropic-aiohttp": ("anthropic", {"http_client": "aiohttp"}),
-    "anthropic-httpx": ("anthropic", {"http_client": "httpx"}),
-}
 
 
 class UsageLog(Skill):

@@ -166,6 +166,17 @@ FAULTS: Sequence[Fault] = (
 )
 
 
+#: Every way a provider skill reaches its upstream: id -> (provider, the skill's settings).
+#: The fault matrix runs each fault on each of them.
+TRANSPORTS: Mapping[str, tuple[str, dict[str, Any]]] = {
+    "openai-sdk-aiohttp": ("openai", {"transport": "sdk", "http_client": "aiohttp"}),
+    "openai-sdk-httpx": ("openai", {"transport": "sdk", "http_client": "httpx"}),
+    "openai-direct": ("openai", {"transport": "direct"}),
+    "anthropic-aiohttp": ("anthropic", {"http_client": "aiohttp"}),
+    "anthropic-httpx": ("anthropic", {"http_client": "httpx"}),
+}
+
+
 def fault(name: str) -> Fault:
     """The fault called ``name``."""
     for item in FAULTS:
@@ -265,5 +276,5 @@ def stream_problems(item: Fault, status: int, headers: Mapping[str, str], text: 
     return problems
 
 
-__all__ = ["AFTER", "FAULTS", "TEXT", "TIMEOUT", "Fault", "Outcome", "agent_config", "fault",
+__all__ = ["AFTER", "FAULTS", "TEXT", "TIMEOUT", "TRANSPORTS", "Fault", "Outcome", "agent_config", "fault",
            "json_problems", "refused_url", "sse_events", "stream_problems"]
