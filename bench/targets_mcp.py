@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+
+from robutler_kernel.testing.ports import wait_listening
+
+from .procs import free_port
 
 
 async def noop() -> str:
@@ -53,20 +56,11 @@ def agents(http_url: str) -> dict[str, dict[str, Any]]:
 @contextlib.contextmanager
 def http_server() -> Iterator[str]:
     """The MCP server over streamable HTTP on a free loopback port; yields its URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.mcp_toolserver", "http", str(port)])
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("error: the MCP bench server did not start") from None
-                time.sleep(0.05)
+        if not wait_listening(port, proc, 30):
+            raise SystemExit("error: the MCP bench server did not start")
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

@@ -6,10 +6,11 @@ import contextlib
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from robutler_kernel.testing.ports import wait_listening
 
 TOOLSERVER = str(Path(__file__).with_name("toolserver.py"))
 
@@ -31,15 +32,8 @@ def http_toolserver() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, TOOLSERVER, "http", str(port)])
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the HTTP tool server did not start") from None
-                time.sleep(0.05)
+        if not wait_listening(port, proc, 20):
+            raise RuntimeError("the HTTP tool server did not start")
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

@@ -1,8 +1,11 @@
-"""Loopback ports that misbehave on purpose, for testing how providers fail to connect."""
+"""Loopback ports that misbehave on purpose, for testing how providers fail to connect, and
+waiting for a child process's port to listen."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,4 +47,18 @@ def stalled_port() -> Iterator[int]:
         server.close()
 
 
-__all__ = ["closed_port", "stalled_port"]
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait until something accepts connections on loopback ``port``; ``False`` when
+    ``proc`` (the process that should listen) exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+__all__ = ["closed_port", "stalled_port", "wait_listening"]
