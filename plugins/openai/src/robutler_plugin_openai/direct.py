@@ -111,18 +111,14 @@ class DirectTransport:
                 head = pool.head("POST", self.target, [*self.headers, *extra])
         try:
             response = await pool.request(head, body)
-        except TimeoutError as exc:
-            raise self._timeout(exc, model) from exc
-        except ConnectError as exc:
-            raise self._unreachable(exc) from exc
-        except HTTPError as exc:  # accepted, then closed or reset before an answer
-            raise broken_error(exc, plugin=PLUGIN, model=model, base_url=self.config.base_url) from exc
+        except (TimeoutError, HTTPError) as exc:
+            raise self.error(exc, model) from exc
         if response.status < 400:
             return response
         try:
             content = await response.read()
         except HTTPError as exc:
-            raise self.read_error(exc, model) from exc
+            raise self.error(exc, model) from exc
         finally:
             response.release()
         message, param = _message(content)
@@ -142,12 +138,8 @@ class DirectTransport:
                     content = await response.read()
                 finally:
                     response.release()
-        except TimeoutError as exc:
-            raise self._timeout(exc, what) from exc
-        except ConnectError as exc:
-            raise self._unreachable(exc) from exc
-        except HTTPError as exc:
-            raise broken_error(exc, plugin=PLUGIN, model=what, base_url=self.config.base_url) from exc
+        except (TimeoutError, HTTPError) as exc:
+            raise self.error(exc, what) from exc
         if response.status >= 400:
             message, param = _message(content)
             raise map_status(response.status, message, param=param, retry_after=response.headers.get("retry-after"),
@@ -163,13 +155,14 @@ class DirectTransport:
                               timeout=cfg.timeout, connect_timeout=cfg.connect_timeout)
         return pool_full(exc, error, plugin=PLUGIN, config=cfg, base_url=cfg.base_url)
 
-    def _unreachable(self, exc: Exception) -> RequestError:
-        return unreachable_error(exc, plugin=PLUGIN, base_url=self.config.base_url)
-
-    def read_error(self, exc: Exception, model: str) -> RequestError:
-        """A failure while reading a streamed body, as a ``RequestError``."""
+    def error(self, exc: Exception, model: str) -> RequestError:
+        """A failure to reach the upstream or to read its answer, as the ``RequestError``
+        the SDK path raises: a timeout (or a full pool) 504, no connection 502, a
+        connection that broke (or an answer that is not HTTP) 502."""
         if isinstance(exc, TimeoutError):
             return self._timeout(exc, model)
+        if isinstance(exc, ConnectError):
+            return unreachable_error(exc, plugin=PLUGIN, base_url=self.config.base_url)
         return broken_error(exc, plugin=PLUGIN, model=model, base_url=self.config.base_url)
 
 

@@ -120,7 +120,7 @@ class OpenAISkill(Skill):
             try:
                 content = await answer.read()
             except Exception as exc:
-                raise direct.read_error(exc, call.model_name) from exc
+                raise direct.error(exc, call.model_name) from exc
             finally:
                 answer.release()
             return parse_completion(content, call.model_name)
@@ -147,7 +147,7 @@ class OpenAISkill(Skill):
         if direct is not None:
             answer = await direct.post(body, call.model_name, call.headers)
             return chunk_stream(body_reader(answer), closer(answer),
-                                lambda exc: direct.read_error(exc, call.model_name),
+                                lambda exc: direct.error(exc, call.model_name),
                                 model=call.model_name, base_url=self.config.base_url)
         try:
             response = await post(self.client, "/chat/completions", body, stream=True, headers=call.headers)
