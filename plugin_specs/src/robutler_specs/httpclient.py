@@ -2,7 +2,7 @@
 
 A provider plugin talks to one upstream (``base_url``) with POSTs of a JSON body and reads
 a JSON answer or an SSE stream. :class:`HTTPPool` does exactly that over asyncio's
-transports, with a small incremental response parser: about a quarter of the CPU a
+transports, with a small incremental response parser: about a third of the CPU a
 general-purpose client spends per call (no cookie jar, redirects, tracing, multidicts or
 per-request objects beyond the response), which is most of what a proxy of an LLM costs.
 
