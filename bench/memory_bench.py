@@ -21,7 +21,9 @@ case for the relative overhead (a real model adds its latency to every row alike
 checkout (``git worktree add DIR <revision>``) in a second server, as ``<target>@base``,
 alternating with this checkout's in the same run; each is compared with its own server's
 ``none``. ``--model openai`` puts the agents on the openai plugin against the kernel's fake
-OpenAI upstream (a real HTTP call per request) instead of ``scripted/echo``.
+OpenAI upstream (a real HTTP call per request) instead of ``scripted/echo``. ``--profile DIR``
+records each throughput cell's first run with py-spy (``DIR/<target>-c<concurrency>.txt``;
+summary: ``python -m bench.profile FILE``).
 
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams (no client
 library's overhead in the figures). The server is pinned to core 0 and the generator to
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench import profile
 from robutler_kernel.testing import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -350,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", choices=("scripted", "openai"), default="scripted",
                         help="scripted/echo (default: no I/O, the worst case for the overhead) or the "
                              "openai plugin on the kernel's fake OpenAI upstream")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy profiles of each throughput cell's first run into DIR "
+                             "(summary: python -m bench.profile FILE)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     return parser
@@ -399,10 +405,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for c in concurrency:
                     for target, suffix in order:
                         log(f"round {round_ + 1}/{args.rounds}: {target}{suffix} x{c}")
+                        spy = None
+                        if args.profile and round_ == 0:
+                            args.profile.mkdir(parents=True, exist_ok=True)
+                            spy = profile.start(servers[suffix].process.pid, args.profile / f"{target}{suffix}-c{c}.txt",
+                                                args.warmup + args.duration)
                         n, seconds, latencies, cpu = asyncio.run(
                             _load(servers[suffix].url, run + suffix, target, c, args.warmup, args.duration,
                                   watches[suffix])
                         )
+                        if spy is not None:
+                            spy.wait(30)
                         row = rows[(target + suffix, c)]
                         row.requests += n
                         row.seconds += seconds
