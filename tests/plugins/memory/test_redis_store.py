@@ -199,6 +199,132 @@ async def test_agents_on_one_url_share_one_pool() -> None:
     assert shared._clients == {}
 
 
+# -- writes the request does not wait for ----------------------------------------------------
+
+
+class Failures(list[StoreUnavailable]):
+    """The ``failed`` callback of :meth:`RedisStore.write_soon`, remembering each call."""
+
+    def __call__(self, exc: StoreUnavailable) -> None:
+        self.append(exc)
+
+
+async def test_a_write_sent_soon_is_seen_by_the_next_read_at_once(stm_store: RedisStore, stm_prefix: str,
+                                                                   stm_redis: aioredis.Redis) -> None:
+    key = stm_prefix + "k"
+    failed = Failures()
+    await stm_store.load(key)  # connected
+    assert stm_store.write_soon(key, msgs("1", "2"), replace=False, failed=failed)
+    assert texts(await stm_store.load(key)) == ["1", "2"]  # no wait for the write's reply in between
+    assert stm_store.write_soon(key, msgs("3"), replace=True, failed=failed)
+    assert texts(await stm_store.load(key)) == ["3"]
+    assert stm_store.write_soon(key, [], replace=False, failed=failed)  # nothing to append: nothing sent
+    await stm_store.stop()
+    assert failed == []
+    assert [decode(i).text() for i in await stm_redis.lrange(key, 0, -1)] == ["3"]
+
+
+async def test_a_write_redis_refuses_after_the_request_is_reported(stm_store: RedisStore, stm_prefix: str,
+                                                                   stm_redis: aioredis.Redis) -> None:
+    key = stm_prefix + "k"
+    await stm_redis.set(key, "a string")
+    await stm_store.ping()
+    failed = Failures()
+    assert stm_store.write_soon(key, msgs("1"), replace=False, failed=failed)
+    assert failed == []  # not known yet
+    await stm_store.stop()  # waits for the reply
+    (exc,) = failed
+    assert "key_prefix" in exc.cause and exc.backend == "redis at " + REDIS_URL
+
+
+async def test_stop_waits_for_the_writes_in_flight(stm_prefix: str, stm_redis: aioredis.Redis) -> None:
+    s = make(max_messages=1000)
+    await s.start()
+    failed = Failures()
+    for i in range(50):
+        assert s.write_soon(stm_prefix + "k", msgs(str(i)), replace=False, failed=failed)
+    await s.stop()
+    assert failed == [] and not s._in_flight
+    assert await stm_redis.llen(stm_prefix + "k") == 50
+
+
+async def test_without_a_connection_nothing_is_sent_soon() -> None:
+    s = make(CLOSED_REDIS_URL, timeout=1.0)
+    await s.start()
+    try:
+        failed = Failures()
+        assert not s.write_soon("k", msgs("1"), replace=False, failed=failed)
+        assert failed == []
+    finally:
+        await s.stop()
+
+
+async def test_a_write_without_an_answer_fails_after_the_timeout_and_drops_the_connection() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = make(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        await s.start()  # the PING times out: the connection is dropped
+        with pytest.raises(StoreUnavailable):
+            await s.ping()  # connects again, times out again
+        await s.client._connection()
+        failed = Failures()
+        started = time.monotonic()
+        assert s.write_soon("k", msgs("1"), replace=False, failed=failed)
+        while not failed and time.monotonic() - started < 3:
+            await asyncio.sleep(0.02)
+        (exc,) = failed
+        assert "no answer within 0.3 s" in exc.cause
+        assert time.monotonic() - started < 2
+        assert s.client._protocol is None  # not reused
+    finally:
+        await s.stop()
+        server.close()
+        await server.wait_closed()
+
+
+def test_property_writes_sent_soon_read_back_like_awaited_ones() -> None:
+    """Any mix of awaited and not-awaited writes and reads on one store reads back what the
+    in-process store holds after the same writes: no read overtakes an earlier write."""
+    prefix = unique_prefix()
+    with asyncio.Runner() as runner:
+        counter = iter(range(1_000_000))
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(batches(), st.lists(st.sampled_from(["append", "soon", "replace-soon"]), min_size=6, max_size=6),
+               st.lists(st.booleans(), min_size=6, max_size=6), st.integers(1, 10))
+        def check(writes: list[list[Message]], how: list[str], read: list[bool], max_messages: int) -> None:
+            async def run() -> None:
+                key = f"{prefix}{next(counter)}"
+                redis_store = make(max_messages=max_messages, ttl_seconds=60)
+                memory_store = InProcessStore(max_messages=max_messages, max_tokens=None,
+                                              ttl_seconds=60, max_conversations=10)
+                await redis_store.start()
+                failed = Failures()
+                try:
+                    for batch, kind, read_now in zip(writes, how, read, strict=False):
+                        replace = kind == "replace-soon"
+                        if kind == "append":
+                            await redis_store.append(key, batch)
+                        else:
+                            assert redis_store.write_soon(key, batch, replace=replace, failed=failed)
+                        memory_store.write_soon(key, batch, replace=replace, failed=failed)
+                        if read_now:
+                            assert await redis_store.load(key) == await memory_store.load(key)
+                    assert await redis_store.load(key) == await memory_store.load(key)
+                finally:
+                    await redis_store.client.execute("DEL", key)
+                    await redis_store.stop()
+                assert failed == []
+
+            runner.run(run())
+
+        check()
+
+
 def test_an_invalid_url_is_a_value_error() -> None:
     s = make("http://not-redis")
     with pytest.raises(ValueError):

@@ -394,6 +394,41 @@ async def test_redis_down_is_a_503_naming_the_backend_and_redis_url() -> None:
         assert ready.status_code == 503 and ready.json()["failing"] == ["short_term_memory:redis at redis://127.0.0.1:9/0"]
 
 
+class Clobber(Skill):
+    """After the model answered, puts a string under the conversation's key (another
+    program's data): Redis refuses the turn's write."""
+
+    name = "stm_test_clobber"
+
+    def __init__(self, config: Any, agent: Any) -> None:
+        super().__init__(config, agent)
+        self.key = ""
+
+    @hookimpl
+    async def after_llm_call(self, ctx: RequestContext, call: Any, result: Any) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            await client.set(self.key, "another program's value")
+        finally:
+            await client.aclose()
+
+
+async def test_a_turn_redis_refuses_to_store_is_answered_and_logged(stm_prefix: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    spec = agent({"backend": "redis", "redis_url": REDIS_URL, "key_prefix": stm_prefix})
+    spec["skills"]["stm_test_clobber"] = None
+    k = make_kernel({"bot": spec}, plugins=[scripted, memory, HeaderAuth, Tools, Clobber])
+    clobber = next(s for s in k.agent("bot").skills if isinstance(s, Clobber))  # type: ignore[union-attr]
+    clobber.key = stm_prefix + "bot:c:anon:lost"
+    async with kernel_client(k) as client:
+        assert answer(await chat(client, "hi", conversation="lost")) == "You said: hi"
+    # The reply came after the answer; it is logged by the time the server has stopped.
+    assert "agent 'bot': this turn was not stored" in caplog.text
+    assert "key_prefix" in caplog.text
+
+
 async def test_health_reports_each_backend(stm_prefix: str) -> None:
     k = kernel({"a": agent({"backend": "redis", "redis_url": REDIS_URL, "key_prefix": stm_prefix}), "b": agent(None)})
     async with kernel_client(k) as client:

@@ -114,6 +114,13 @@ class InProcessStore:
         """Make ``messages`` the whole (windowed) conversation."""
         self._write(key, messages, replace=True)
 
+    def write_soon(self, key: str, messages: list[Message], *, replace: bool,
+                   failed: Callable[[Any], None]) -> bool:
+        """The write, done now (it cannot fail): the same as :meth:`append` /
+        :meth:`replace` without a coroutine."""
+        self._write(key, messages, replace=replace)
+        return True
+
     def health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]]:
         """``short_term_memory:memory <agent>``: how full the LRU is."""
 

@@ -8,6 +8,13 @@ list to the window (the rule of :func:`.window.window_start`, whole tool groups 
 set the TTL. So a crash or a lost connection leaves the conversation either before or after
 the write, never half. Both go through :class:`.resp.RespClient`: one pipelined connection
 per Redis URL, shared by every agent on it.
+
+The request waits for the read only. :meth:`RedisStore.write_soon` sends the write on that
+connection before the answer leaves and takes its reply in the background (a failure is
+logged by the caller's callback): Redis runs one connection's commands in order, so the
+next read of this process, the next turn's included, comes after the write. The write is
+sent as ``EVAL`` (the script's text; Redis caches it by its SHA1), never ``EVALSHA``: a
+``NOSCRIPT`` reply found after the request ended could only be repeated behind later reads.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -178,6 +186,8 @@ class RedisStore:
         self.shared = shared
         self.description = f"redis at {redact(url)}"
         self._client: RespClient | None = None
+        #: Writes sent by :meth:`write_soon` whose reply has not come yet.
+        self._in_flight: set[asyncio.Future[Any]] = set()
         ttl_ms = 0 if ttl_seconds is None else max(1, round(ttl_seconds * 1000))
         #: The write script's arguments before the items, packed once.
         self._write_args = (max_messages, max_tokens or 0, ttl_ms)
@@ -210,7 +220,10 @@ class RedisStore:
             )
 
     async def stop(self) -> None:
-        """Release the connection pool."""
+        """Wait for the writes in flight (at most ``timeout_seconds``), then release the
+        connection."""
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=self.timeout)
         if self._client is None:
             return
         client, self._client = self._client, None
@@ -219,21 +232,27 @@ class RedisStore:
         else:
             await client.aclose()
 
+    def _failure(self, exc: BaseException) -> StoreUnavailable:
+        """What a failed operation is, for people."""
+        if isinstance(exc, TimeoutError):
+            return StoreUnavailable(self.description, f"no answer within {self.timeout:g} s")
+        if isinstance(exc, ResponseError):
+            # WRONGTYPE and the like: another program uses our keys.
+            return StoreUnavailable(
+                self.description, f"Redis refused the command ({exc}); is key_prefix shared with other data?"
+            )
+        return StoreUnavailable(self.description, f"{type(exc).__name__}: {exc}")
+
     async def _run(self, operation: Awaitable[Any]) -> Any:
         try:
             async with asyncio.timeout(self.timeout):
                 return await operation
-        except TimeoutError:
+        except TimeoutError as exc:
             if self._client is not None:
                 self._client.reset()  # a stuck connection is not reused
-            raise StoreUnavailable(self.description, f"no answer within {self.timeout:g} s") from None
-        except ResponseError as exc:
-            # WRONGTYPE and the like: another program uses our keys.
-            raise StoreUnavailable(
-                self.description, f"Redis refused the command ({exc}); is key_prefix shared with other data?"
-            ) from None
+            raise self._failure(exc) from None
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(self.description, f"{type(exc).__name__}: {exc}") from None
+            raise self._failure(exc) from None
 
     async def ping(self) -> bool:
         """PING, within the timeout.
@@ -266,10 +285,14 @@ class RedisStore:
                 log.warning("short_term_memory: skipping an unreadable item of %s: %s", key, exc)
         return messages
 
+    def _command(self, key: str, messages: list[Message], replace: bool) -> list[Any]:
+        """The write: ``EVAL`` of the window script with this turn's items."""
+        command: list[Any] = ["EVAL", WRITE_SCRIPT, 1, key, *self._write_args, "1" if replace else "0"]
+        command.extend(encode(m) for m in messages)
+        return command
+
     async def _write(self, key: str, messages: list[Message], replace: bool) -> int:
-        args: list[Any] = [*self._write_args, "1" if replace else "0"]
-        args.extend(encode(m) for m in messages)
-        return int(await self._run(self.client.evalsha(WRITE_SCRIPT, WRITE_SHA, [key], args)))
+        return int(await self._run(self.client.execute(*self._command(key, messages, replace))))
 
     async def append(self, key: str, messages: list[Message]) -> None:
         """Push, trim to the window and set the TTL, in one atomic script."""
@@ -279,6 +302,46 @@ class RedisStore:
     async def replace(self, key: str, messages: list[Message]) -> None:
         """Replace the whole list (windowed) in one atomic script."""
         await self._write(key, messages, replace=True)
+
+    def write_soon(self, key: str, messages: list[Message], *, replace: bool,
+                   failed: Callable[[StoreUnavailable], None]) -> bool:
+        """Send :meth:`append` (or :meth:`replace`) now, without waiting for Redis's reply.
+
+        The write leaves for Redis before this returns, on the connection every later
+        command of this process uses, so every later read (the conversation's next turn on
+        this server) sees it. Its reply is taken in the background: a refusal, a lost
+        connection or no reply within ``timeout_seconds`` calls ``failed`` (then the write
+        was not applied, or it was and its reply was lost, as with an awaited write).
+        :meth:`stop` waits for the writes still in flight.
+
+        :return: ``False`` when nothing was sent (no open connection): await
+            :meth:`append` / :meth:`replace` instead, which connect first.
+        """
+        if not messages and not replace:
+            return True
+        client = self._client
+        future = None if client is None else client.send_now(*self._command(key, messages, replace))
+        if future is None:
+            return False
+        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, future)
+        self._in_flight.add(future)
+        future.add_done_callback(partial(self._written, timer, failed))
+        return True
+
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            future.set_exception(TimeoutError())
+            if self._client is not None:
+                self._client.reset()  # a stuck connection is not reused
+
+    def _written(self, timer: asyncio.TimerHandle, failed: Callable[[StoreUnavailable], None],
+                 future: asyncio.Future[Any]) -> None:
+        timer.cancel()
+        self._in_flight.discard(future)
+        if future.cancelled():
+            failed(StoreUnavailable(self.description, "the write was cancelled"))
+        elif (exc := future.exception()) is not None:
+            failed(self._failure(exc))
 
     def health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]]:
         """``short_term_memory:redis <url>``: PING with the timeout (one check per Redis,

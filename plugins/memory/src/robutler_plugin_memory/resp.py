@@ -206,6 +206,24 @@ class RespClient:
         protocol.send(hiredis.pack_command(args), future)
         return future
 
+    def send_now(self, *args: Any) -> asyncio.Future[Any] | None:
+        """Send one command on the open connection and hand it to the OS at once (not at
+        the end of this loop turn); the future is its reply.
+
+        A command sent later on this client, by anyone, reaches Redis after this one, and
+        Redis runs one connection's commands in order: a later read sees this write.
+
+        :return: ``None`` when there is no open connection (nothing was sent): use
+            :meth:`execute`, which connects first.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None or protocol.transport is None:
+            return None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        protocol.send(hiredis.pack_command(args), future)
+        protocol.flush()
+        return future
+
     async def _execute_connecting(self, packed: bytes) -> Any:
         protocol = await self._connection()
         if protocol.lost is not None:

@@ -205,21 +205,29 @@ class ShortTermMemory(Skill):
     @hookimpl
     async def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
         """On success only, store the turn in one atomic write: the request's messages and
-        everything the agent produced. A failed request stores nothing."""
+        everything the agent produced. A failed request stores nothing.
+
+        The write is sent before the answer leaves, and the request does not wait for the
+        backend's reply (see :meth:`.store.Store.write_soon`); a failure is logged."""
         turn: Turn | None = ctx.state.get(self.name)
         if error is not None or turn is None or turn.key is None:
             return
         client_tools = {t.function.name for t in ctx.client_tools}
         new = turn.incoming(ctx.messages) + turn.produced(client_tools)
+        if self.store.write_soon(turn.key, new, replace=turn.client_history, failed=self._not_stored):
+            return
         try:
             if turn.client_history:
                 await self.store.replace(turn.key, new)
             else:
                 await self.store.append(turn.key, new)
         except StoreUnavailable as exc:
-            # The answer is already made; finalize errors cannot reach the client.
-            log.error("short_term_memory: agent %r: this turn was not stored: %s", self.agent.name,
-                      self._unavailable(exc).message)
+            self._not_stored(exc)
+
+    def _not_stored(self, exc: StoreUnavailable) -> None:
+        # The answer is already made (or on its way); this cannot reach the client.
+        log.error("short_term_memory: agent %r: this turn was not stored: %s", self.agent.name,
+                  self._unavailable(exc).message)
 
 
 __all__ = ["ShortTermMemory"]

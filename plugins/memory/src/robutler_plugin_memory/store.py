@@ -55,6 +55,17 @@ class Store(Protocol):
         :raises StoreUnavailable: the backend is down (nothing was written).
         """
 
+    def write_soon(self, key: str, messages: list[Message], *, replace: bool,
+                   failed: Callable[[StoreUnavailable], None]) -> bool:
+        """:meth:`append` (or, with ``replace``, :meth:`replace`) without waiting for the
+        backend's answer: the write is applied, or on its way, before this returns, and
+        every later :meth:`load` of this store sees it. A failure found later calls
+        ``failed``; :meth:`stop` waits for the writes in flight.
+
+        :return: ``False`` when nothing was written: await :meth:`append` /
+            :meth:`replace` instead.
+        """
+
     def health_checks(self) -> Mapping[str, Callable[[], Awaitable[Any]]]:
         """Named async checks of the backend."""
 
