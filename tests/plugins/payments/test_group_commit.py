@@ -167,7 +167,7 @@ async def test_a_postgres_batch_cut_off_mid_transaction_fails_every_caller_in_it
         pid = None
         for _ in range(500):  # the batch is seen waiting on the lock (asked outside a transaction)
             pid = await holder.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%apply_batch%' AND wait_event_type = 'Lock' "
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%apply_ops%' AND wait_event_type = 'Lock' "
                 "AND pid <> pg_backend_pid()"
             )
             if pid is not None:
@@ -362,3 +362,29 @@ async def test_an_operation_that_fails_after_writing_is_undone_alone(payments_le
     assert isinstance(again, unique) and isinstance(taken, unique), results
     account = await payments_ledger.account("alice")
     assert account is not None and (account.available, account.reserved) == (micro(7), micro(3))
+
+
+async def test_an_operation_that_fails_the_whole_statement_fails_alone(payments_ledger: Ledger) -> None:
+    """An operation the database refuses outright (here a negative hold, against the
+    reservations' CHECK constraint; the skill never asks for one) fails the batch statement,
+    so nothing of it is written; the batch then runs one operation at a time and only that one
+    fails, with the database's own error. Its neighbours keep their results and the balance
+    is exact."""
+    await payments_ledger.create_account("alice", micro(10))
+    ref = AccountRef(account_id="alice")
+    await payments_ledger.reserve(ref, "held", micro(2), 0, ttl=60)
+    results = await asyncio.gather(
+        payments_ledger.reserve(ref, "first", micro(1), 0, ttl=60),
+        payments_ledger.reserve(ref, "bad", -micro(1), -micro(2), ttl=60),
+        payments_ledger.settle("held", micro(1)),
+        payments_ledger.reserve(ref, "last", micro(1), 0, ttl=60),
+        return_exceptions=True,
+    )
+    first, bad, settled, last = results
+    assert isinstance(first, Reservation) and isinstance(last, Reservation), results
+    assert isinstance(bad, (sqlite3.IntegrityError, asyncpg.CheckViolationError)), results
+    assert isinstance(settled, Settlement) and settled.charged == micro(1), results
+    account = await payments_ledger.account("alice")
+    assert account is not None
+    assert (account.available, account.reserved, account.spent) == (micro(7), micro(2), micro(1))
+    assert await payments_ledger.reservation("bad") is None

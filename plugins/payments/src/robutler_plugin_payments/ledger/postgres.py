@@ -2,23 +2,28 @@
 
 The hot path is one statement per *batch* (group commit, :mod:`.batch`): every
 reservation, settlement and release queued in this process when the writer is free goes
-into one call of the PL/pgSQL function ``apply_batch`` (created with the schema), which
+into one call of the PL/pgSQL function ``apply_ops`` (created with the schema), which
 
 * locks the accounts of the batch, in id order (so batches of several replicas never
-  deadlock each other);
-* runs the operations in order, each in its own subtransaction (one that fails is rolled
-  back alone and reports its error), each doing what it does alone:
+  deadlock each other), and reads each once;
+* runs the operations in order, each doing what it does alone, with the accounts'
+  balances kept in variables:
 
   - reserve: release the account's expired holds, hold ``min(wanted, available)`` only if
-    ``available >= minimum``, insert the reservation;
+    ``available >= minimum``, insert the reservation (a request id that exists already is
+    that operation's unique-violation error, reported in its row);
   - settle / release: close the reservation (``WHERE status = 'held'``, so a second settle
     finds nothing), move the charge to ``spent`` and the rest back to ``available``, insert
     the ``charge`` transaction; a reservation that expired meanwhile is charged from
     ``available``;
 
-and commits once. One caller at a time makes batches of one: one round trip per
-operation, as before. Sixty-four callers on one account take the account's row lock (and
-wait for the commit's flush) once per batch instead of once per operation. CHECK
+* writes each account once, and commits once.
+
+Any other error fails the statement and writes nothing; the batch then runs one operation
+at a time (``ledger_op``), so that only the failing one fails. One caller at a time makes
+batches of one: one round trip per operation. Sixty-four callers on one account take the
+account's row lock (and wait for the commit's flush) once per batch instead of once per
+operation, and update its row once per batch instead of twice per request. CHECK
 constraints are the last guard against a negative balance.
 """
 
@@ -305,6 +310,158 @@ BEGIN
     END LOOP;
 END
 $fn$;
+-- Group commit, version 3: the operations of one process, in order, in one statement (one
+-- transaction, one commit). The accounts of the batch are locked first, in id order (so
+-- batches of several processes cannot deadlock each other), read once, kept in variables
+-- while the operations run, and written once at the end: one account update per batch, not
+-- one per operation. A duplicate reservation is reported by its row (ON CONFLICT), not by a
+-- subtransaction; any other error fails the statement, and the caller runs the operations
+-- again one by one (ledger_op) so that only the failing one fails. apply_batch (above, one
+-- subtransaction per operation) stays for servers of the previous version during a rolling
+-- upgrade.
+CREATE OR REPLACE FUNCTION {s}.apply_ops(
+    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
+    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
+) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
+                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    k INT;
+    i INT;
+    v_ids TEXT[] := '{{}}';
+    v_kinds TEXT[] := '{{}}';
+    v_av BIGINT[] := '{{}}';
+    v_re BIGINT[] := '{{}}';
+    v_sp BIGINT[] := '{{}}';
+    v_swept BOOLEAN[] := '{{}}';
+    v_account TEXT;
+    v_kind TEXT;
+    v_available BIGINT;
+    v_reserved BIGINT;
+    v_spent BIGINT;
+    v_freed BIGINT;
+    v_hold BIGINT;
+    v_amount BIGINT;
+    v_charged BIGINT;
+    v_status TEXT;
+    v_was TEXT;
+BEGIN
+    PERFORM 1 FROM {s}.accounts a WHERE a.id IN (
+        SELECT unnest(p_account)
+        UNION SELECT t.id FROM {s}.accounts t WHERE t.token_hash = ANY(p_token)
+        UNION SELECT r.account_id FROM {s}.reservations r WHERE r.request_id = ANY(p_request)
+    ) ORDER BY a.id FOR UPDATE;
+    FOR k IN 1 .. cardinality(p_kind) LOOP
+        o_outcome := NULL; o_account := NULL; o_amount := NULL; o_charged := NULL; o_available := NULL;
+        o_reserved := NULL; o_holds := NULL; o_until := NULL; o_state := NULL; o_message := NULL;
+        IF p_kind[k] = 'r' THEN
+            v_account := p_account[k];
+            IF v_account IS NULL THEN
+                SELECT a.id INTO v_account FROM {s}.accounts a WHERE a.token_hash = p_token[k];
+            END IF;
+            i := array_position(v_ids, v_account);
+            IF v_account IS NOT NULL AND (i IS NULL OR NOT v_swept[i]) THEN
+                WITH expired AS (
+                    UPDATE {s}.reservations r SET status = 'expired', closed_at = p_now
+                    WHERE r.account_id = v_account AND r.status = 'held' AND r.expires_at < p_now
+                    RETURNING r.amount
+                )
+                SELECT COALESCE(SUM(e.amount), 0)::BIGINT INTO v_freed FROM expired e;
+                IF i IS NULL THEN
+                    SELECT a.kind, a.available, a.reserved, a.spent INTO v_kind, v_available, v_reserved, v_spent
+                    FROM {s}.accounts a WHERE a.id = v_account;
+                    IF FOUND THEN
+                        v_ids := v_ids || v_account; v_kinds := v_kinds || v_kind;
+                        v_av := v_av || (v_available + v_freed); v_re := v_re || (v_reserved - v_freed);
+                        v_sp := v_sp || v_spent; v_swept := v_swept || TRUE;
+                        i := cardinality(v_ids);
+                    END IF;
+                ELSE
+                    v_av[i] := v_av[i] + v_freed; v_re[i] := v_re[i] - v_freed; v_swept[i] := TRUE;
+                END IF;
+            END IF;
+            IF i IS NULL OR (p_account[k] IS NOT NULL AND v_kinds[i] <> 'user') THEN
+                o_outcome := 'missing';
+            ELSE
+                o_account := v_account;
+                IF v_av[i] < p_minimum[k] THEN
+                    o_outcome := 'short';
+                    o_available := v_av[i];
+                    o_reserved := v_re[i];
+                    SELECT COUNT(*), MAX(r.expires_at) INTO o_holds, o_until FROM {s}.reservations r
+                    WHERE r.account_id = v_account AND r.status = 'held';
+                ELSE
+                    v_hold := LEAST(p_amount[k], v_av[i]);
+                    INSERT INTO {s}.reservations (request_id, account_id, amount, status, agent, created_at,
+                                                   expires_at, owner)
+                    VALUES (p_request[k], v_account, v_hold, 'held', p_text[k], p_now, p_now + p_ttl[k], p_owner)
+                    ON CONFLICT (request_id) DO NOTHING;
+                    IF FOUND THEN
+                        v_av[i] := v_av[i] - v_hold; v_re[i] := v_re[i] + v_hold;
+                        o_outcome := 'ok';
+                        o_amount := v_hold;
+                    ELSE
+                        o_outcome := 'error'; o_account := NULL; o_state := '23505';
+                        o_message := format('duplicate key value violates unique constraint: reservation %s exists', p_request[k]);
+                    END IF;
+                END IF;
+            END IF;
+        ELSE
+            v_status := CASE WHEN p_kind[k] = 's' THEN 'settled' ELSE 'released' END;
+            UPDATE {s}.reservations r SET status = v_status, charged = LEAST(GREATEST(p_amount[k], 0), r.amount),
+                closed_at = p_now
+            WHERE r.request_id = p_request[k] AND r.status = 'held'
+            RETURNING r.account_id, r.amount, r.charged INTO v_account, v_amount, v_charged;
+            IF FOUND THEN
+                o_outcome := 'ok';
+            ELSE
+                SELECT r.account_id, r.status, r.charged INTO v_account, v_was, v_charged
+                FROM {s}.reservations r WHERE r.request_id = p_request[k];
+                IF NOT FOUND THEN
+                    o_outcome := 'unknown';
+                ELSIF v_was <> 'expired' THEN
+                    o_outcome := 'already';
+                ELSE
+                    o_outcome := 'late';
+                END IF;
+            END IF;
+            IF o_outcome IN ('ok', 'late') THEN
+                i := array_position(v_ids, v_account);
+                IF i IS NULL THEN  -- the account exists: a reservation refers to it
+                    SELECT a.kind, a.available, a.reserved, a.spent INTO v_kind, v_available, v_reserved, v_spent
+                    FROM {s}.accounts a WHERE a.id = v_account;
+                    v_ids := v_ids || v_account; v_kinds := v_kinds || v_kind; v_av := v_av || v_available;
+                    v_re := v_re || v_reserved; v_sp := v_sp || v_spent; v_swept := v_swept || FALSE;
+                    i := cardinality(v_ids);
+                END IF;
+                IF o_outcome = 'ok' THEN
+                    v_re[i] := v_re[i] - v_amount; v_av[i] := v_av[i] + (v_amount - v_charged);
+                    v_sp[i] := v_sp[i] + v_charged;
+                ELSE  -- given back already: charge what is available now
+                    o_available := v_av[i];
+                    v_charged := LEAST(GREATEST(p_amount[k], 0), v_av[i]);
+                    v_av[i] := v_av[i] - v_charged; v_sp[i] := v_sp[i] + v_charged;
+                    UPDATE {s}.reservations r SET status = v_status, charged = v_charged, closed_at = p_now
+                    WHERE r.request_id = p_request[k];
+                END IF;
+                IF p_kind[k] = 's' THEN
+                    INSERT INTO {s}.transactions (account_id, kind, amount, request_id, detail, created_at)
+                    VALUES (v_account, 'charge', -v_charged, p_request[k], p_text[k], p_now)
+                    ON CONFLICT (request_id, kind) DO NOTHING;
+                END IF;
+            END IF;
+            o_account := v_account;
+            o_amount := v_amount;
+            o_charged := v_charged;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    FOR i IN 1 .. cardinality(v_ids) LOOP
+        UPDATE {s}.accounts a SET available = v_av[i], reserved = v_re[i], spent = v_sp[i]
+        WHERE a.id = v_ids[i] AND (a.available, a.reserved, a.spent) IS DISTINCT FROM (v_av[i], v_re[i], v_sp[i]);
+    END LOOP;
+END
+$fn$;
 """
 
 _ACCOUNT = "SELECT id, kind, available, reserved, spent, owner, created_at FROM {s}.accounts"
@@ -371,7 +528,7 @@ class PostgresLedger(Ledger):
             "reservation": _RESERVATION.format(s=s) + " WHERE request_id = $1",
             "expire_all": _EXPIRE.format(s=s, filter=""),
             "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
-            "batch": f"SELECT * FROM {s}.apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "batch": f"SELECT * FROM {s}.apply_ops($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             "one": f"SELECT * FROM {s}.ledger_op($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             "schema": SCHEMA.format(s=s),
             "s": s,
@@ -622,12 +779,29 @@ class PostgresLedger(Ledger):
             [op.amount for op in ops], [op.minimum for op in ops], [op.text for op in ops],
             [op.ttl for op in ops], now, self.owner.id,
         )
-        if len(ops) == 1:  # alone: no subtransaction, an error is the statement's
-            rows = [await self._run(lambda conn: conn.fetchrow(self._sql["one"], *[a[0] for a in args[:8]], *args[8:]),
-                                    transaction=False)]
-        else:
+        if len(ops) == 1:  # alone: an error is the statement's
+            return [self._outcome(ops[0], await self._one(args, 0), now)]
+        import asyncpg
+
+        try:
             rows = await self._run(lambda conn: conn.fetch(self._sql["batch"], *args), transaction=False)
+        except asyncpg.PostgresError:
+            # An operation failed the whole statement (nothing of it was written): run them
+            # again one by one, so that only that one fails.
+            results: list[Any] = []
+            for k, op in enumerate(ops):
+                try:
+                    results.append(self._outcome(op, await self._one(args, k), now))
+                except asyncpg.PostgresError as exc:
+                    results.append(exc)
+            return results
         return [self._outcome(op, row, now) for op, row in zip(ops, rows, strict=True)]
+
+    async def _one(self, args: tuple[Any, ...], k: int) -> Any:
+        """Operation ``k`` of a batch's arguments, alone (``ledger_op``, its own transaction)."""
+        return await self._run(
+            lambda conn: conn.fetchrow(self._sql["one"], *[a[k] for a in args[:8]], *args[8:]), transaction=False
+        )
 
     @staticmethod
     def _outcome(op: _Op, row: Any, now: float) -> Any:
