@@ -325,6 +325,31 @@ def test_property_writes_sent_soon_read_back_like_awaited_ones() -> None:
         check()
 
 
+async def test_a_redis_that_forgot_the_scripts_still_reads_and_writes(stm_prefix: str,
+                                                                     stm_redis: aioredis.Redis) -> None:
+    """SCRIPT FLUSH, as after a Redis restart: the read runs EVAL once again, and a write
+    never depends on the script cache (not even one not waited for)."""
+    key = stm_prefix + "k"
+    failed = Failures()
+    for fresh_connection in (False, True):
+        s = make()
+        await s.start()
+        try:
+            await s.append(key, msgs("1"))
+            await stm_redis.script_flush()
+            if fresh_connection:
+                s.client.reset()
+            sent = s.write_soon(key, msgs("2"), replace=False, failed=failed)
+            assert sent is not fresh_connection  # no open connection: nothing is sent
+            assert texts(await s.load(key))[-1] == ("2" if sent else "1")
+            await s.append(key, msgs("3"))
+            assert texts(await s.load(key))[-1] == "3"
+        finally:
+            await s.stop()
+        await stm_redis.delete(key)
+    assert failed == []
+
+
 def test_an_invalid_url_is_a_value_error() -> None:
     s = make("http://not-redis")
     with pytest.raises(ValueError):

@@ -9,10 +9,11 @@ set the TTL. So a crash or a lost connection leaves the conversation either befo
 the write, never half. Both go through :class:`.resp.RespClient`: one pipelined connection
 per Redis URL, shared by every agent on it.
 
-The request waits for the read only. :meth:`RedisStore.write_soon` sends the write on that
-connection before the answer leaves and takes its reply in the background (a failure is
-logged by the caller's callback): Redis runs one connection's commands in order, so the
-next read of this process, the next turn's included, comes after the write. The write is
+The request waits for the read only. :meth:`RedisStore.write_soon` queues the write on that
+connection before the answer is sent (it leaves in the same event-loop turn, with the other
+requests' commands) and takes its reply in the background (a failure is logged by the
+caller's callback): Redis runs one connection's commands in order, so every later read of
+this process, the next turn's included, comes after the write. The write is
 sent as ``EVAL`` (the script's text; Redis caches it by its SHA1), never ``EVALSHA``: a
 ``NOSCRIPT`` reply found after the request ended could only be repeated behind later reads.
 """
@@ -29,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from robutler_specs import Message
 
@@ -251,19 +252,44 @@ class RedisStore:
             if self._client is not None:
                 self._client.reset()  # a stuck connection is not reused
             raise self._failure(exc) from None
+        except NoScriptError:
+            raise  # for the caller to EVAL instead
         except (RedisError, OSError) as exc:
             raise self._failure(exc) from None
+
+    async def _call(self, *args: Any) -> Any:
+        """One command within the timeout: on the open connection, bounded by one timer
+        on its reply (cheaper than a timeout scope); else through :meth:`_run`, connecting
+        first.
+
+        :raises NoScriptError: for the caller to ``EVAL`` instead.
+        """
+        future = self.client.send(*args)
+        if future is None:
+            return await self._run(self.client.execute(*args))
+        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, future)
+        try:
+            return await future
+        except NoScriptError:
+            raise
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._failure(exc) from None
+        finally:
+            timer.cancel()
 
     async def ping(self) -> bool:
         """PING, within the timeout.
 
         :raises StoreUnavailable: no PONG in time.
         """
-        return bool(await self._run(self.client.ping()))
+        return await self._call("PING") in (b"PONG", "PONG")
 
     async def load(self, key: str) -> list[Message]:
         """The stored conversation (items this plugin cannot read are skipped, logged)."""
-        left_out, blob = await self._run(self.client.evalsha(READ_SCRIPT, READ_SHA, [key], []))
+        try:
+            left_out, blob = await self._call("EVALSHA", READ_SHA, 1, key)
+        except NoScriptError:  # a restarted Redis forgot it: EVAL loads it again
+            left_out, blob = await self._call("EVAL", READ_SCRIPT, 1, key)
         if left_out:
             log.warning("short_term_memory: skipping %d unreadable item(s) of %s", left_out, key)
         try:
@@ -274,7 +300,7 @@ class RedisStore:
     async def _load_item_by_item(self, key: str) -> list[Message]:
         """The slow path, when the one-array read did not decode (an item with a valid
         header but not a message): each item on its own, the bad ones skipped and logged."""
-        items = await self._run(self.client.execute("LRANGE", key, 0, -1))
+        items = await self._call("LRANGE", key, 0, -1)
         messages = []
         for item in items:
             try:
@@ -292,7 +318,7 @@ class RedisStore:
         return command
 
     async def _write(self, key: str, messages: list[Message], replace: bool) -> int:
-        return int(await self._run(self.client.execute(*self._command(key, messages, replace))))
+        return int(await self._call(*self._command(key, messages, replace)))
 
     async def append(self, key: str, messages: list[Message]) -> None:
         """Push, trim to the window and set the TTL, in one atomic script."""
@@ -307,9 +333,9 @@ class RedisStore:
                    failed: Callable[[StoreUnavailable], None]) -> bool:
         """Send :meth:`append` (or :meth:`replace`) now, without waiting for Redis's reply.
 
-        The write leaves for Redis before this returns, on the connection every later
-        command of this process uses, so every later read (the conversation's next turn on
-        this server) sees it. Its reply is taken in the background: a refusal, a lost
+        The write is queued before this returns, on the connection every later command of
+        this process uses (it leaves in this event-loop turn), so every later read (the
+        conversation's next turn on this server) sees it. Its reply is taken in the background: a refusal, a lost
         connection or no reply within ``timeout_seconds`` calls ``failed`` (then the write
         was not applied, or it was and its reply was lost, as with an awaited write).
         :meth:`stop` waits for the writes still in flight.
@@ -320,7 +346,7 @@ class RedisStore:
         if not messages and not replace:
             return True
         client = self._client
-        future = None if client is None else client.send_now(*self._command(key, messages, replace))
+        future = None if client is None else client.send(*self._command(key, messages, replace))
         if future is None:
             return False
         timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, future)

@@ -206,14 +206,14 @@ class RespClient:
         protocol.send(hiredis.pack_command(args), future)
         return future
 
-    def send_now(self, *args: Any) -> asyncio.Future[Any] | None:
-        """Send one command on the open connection and hand it to the OS at once (not at
-        the end of this loop turn); the future is its reply.
+    def send(self, *args: Any) -> asyncio.Future[Any] | None:
+        """Queue one command on the open connection (written with the other commands of
+        this event-loop turn); the future is its reply.
 
-        A command sent later on this client, by anyone, reaches Redis after this one, and
+        A command queued later on this client, by anyone, reaches Redis after this one, and
         Redis runs one connection's commands in order: a later read sees this write.
 
-        :return: ``None`` when there is no open connection (nothing was sent): use
+        :return: ``None`` when there is no open connection (nothing was queued): use
             :meth:`execute`, which connects first.
         """
         protocol = self._protocol
@@ -221,7 +221,6 @@ class RespClient:
             return None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.send(hiredis.pack_command(args), future)
-        protocol.flush()
         return future
 
     async def _execute_connecting(self, packed: bytes) -> Any:
