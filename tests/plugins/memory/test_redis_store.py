@@ -187,6 +187,25 @@ async def test_a_redis_that_does_not_answer_times_out() -> None:
         await server.wait_closed()
 
 
+async def test_answered_commands_never_time_out_however_long_the_store_runs(stm_prefix: str) -> None:
+    """One timer watches every command's deadline: commands answered in time, before and
+    after many deadlines have passed, are never failed by it."""
+    s = make(timeout=0.2)
+    await s.start()
+    failed = Failures()
+    try:
+        key = stm_prefix + "k"
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            assert s.write_soon(key, msgs("x"), replace=False, failed=failed)
+            await asyncio.gather(*(s.load(key) for _ in range(5)))
+            await asyncio.sleep(0.03)
+        assert await s.ping()
+    finally:
+        await s.stop()
+    assert failed == [] and not s._deadlines
+
+
 async def test_agents_on_one_url_share_one_pool() -> None:
     shared = SharedClients()
     a, b = make(shared=shared), make(shared=shared)

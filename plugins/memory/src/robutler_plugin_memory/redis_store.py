@@ -189,6 +189,9 @@ class RedisStore:
         self._client: RespClient | None = None
         #: Writes sent by :meth:`write_soon` whose reply has not come yet.
         self._in_flight: set[asyncio.Future[Any]] = set()
+        #: Commands waiting for their reply, with their deadlines (see :meth:`_watch`).
+        self._deadlines: dict[asyncio.Future[Any], float] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
         ttl_ms = 0 if ttl_seconds is None else max(1, round(ttl_seconds * 1000))
         #: The write script's arguments before the items, packed once.
         self._write_args = (max_messages, max_tokens or 0, ttl_ms)
@@ -225,6 +228,9 @@ class RedisStore:
         connection."""
         if self._in_flight:
             await asyncio.wait(list(self._in_flight), timeout=self.timeout)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._client is None:
             return
         client, self._client = self._client, None
@@ -258,16 +264,16 @@ class RedisStore:
             raise self._failure(exc) from None
 
     async def _call(self, *args: Any) -> Any:
-        """One command within the timeout: on the open connection, bounded by one timer
-        on its reply (cheaper than a timeout scope); else through :meth:`_run`, connecting
-        first.
+        """One command within the timeout: on the open connection, its reply watched by
+        :meth:`_watch` (a dict entry, not a timer of its own); else through :meth:`_run`,
+        connecting first.
 
         :raises NoScriptError: for the caller to ``EVAL`` instead.
         """
         future = self.client.send(*args)
         if future is None:
             return await self._run(self.client.execute(*args))
-        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, future)
+        self._watch(future)
         try:
             return await future
         except NoScriptError:
@@ -275,7 +281,34 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failure(exc) from None
         finally:
-            timer.cancel()
+            self._deadlines.pop(future, None)
+
+    def _watch(self, future: asyncio.Future[Any]) -> None:
+        """Fail ``future`` with ``TimeoutError`` if no reply comes within the timeout.
+
+        Every command gets the same timeout, so the deadlines are in insertion order: one
+        timer, set for the oldest, serves them all.
+        """
+        loop = asyncio.get_running_loop()
+        self._deadlines[future] = loop.time() + self.timeout
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.timeout, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        expired = []
+        for future, deadline in self._deadlines.items():
+            if deadline > now:
+                break
+            expired.append(future)
+        for future in expired:
+            del self._deadlines[future]
+            self._expire(future)
+        if self._deadlines:
+            oldest = next(iter(self._deadlines.values()))
+            self._watchdog = loop.call_later(max(0.0, oldest - now), self._check_deadlines)
 
     async def ping(self) -> bool:
         """PING, within the timeout.
@@ -349,9 +382,9 @@ class RedisStore:
         future = None if client is None else client.send(*self._command(key, messages, replace))
         if future is None:
             return False
-        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, future)
+        self._watch(future)
         self._in_flight.add(future)
-        future.add_done_callback(partial(self._written, timer, failed))
+        future.add_done_callback(partial(self._written, failed))
         return True
 
     def _expire(self, future: asyncio.Future[Any]) -> None:
@@ -360,9 +393,8 @@ class RedisStore:
             if self._client is not None:
                 self._client.reset()  # a stuck connection is not reused
 
-    def _written(self, timer: asyncio.TimerHandle, failed: Callable[[StoreUnavailable], None],
-                 future: asyncio.Future[Any]) -> None:
-        timer.cancel()
+    def _written(self, failed: Callable[[StoreUnavailable], None], future: asyncio.Future[Any]) -> None:
+        self._deadlines.pop(future, None)
         self._in_flight.discard(future)
         if future.cancelled():
             failed(StoreUnavailable(self.description, "the write was cancelled"))
