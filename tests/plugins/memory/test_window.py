@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from robutler_plugin_memory.window import (
     MESSAGE_OVERHEAD,
+    drop_to_window,
     estimate_tokens,
     for_model,
     pending_calls,
@@ -224,3 +225,24 @@ def test_property_what_reaches_the_model_pairs_every_call_with_its_result(
         if missing:  # only the last group may wait, and only for what the request answers
             assert index == len(out) and missing <= answered_now
     assert for_model(out, answered_now) == out  # idempotent
+
+
+@settings(max_examples=500)
+@given(anything(), st.lists(anything(), max_size=3), limits)
+def test_property_dropping_from_the_oldest_end_finds_the_same_window(
+    first: list[Message], more: list[list[Message]], limit: tuple[int, int | None]
+) -> None:
+    """The in-process store's incremental window (a window, a few messages added, the
+    oldest groups dropped) is the window of the whole list."""
+    max_messages, max_tokens = limit
+    items = [(m.role == "tool", estimate_tokens(m)) for m in first]
+    start, tokens = drop_to_window(items, sum(t for _, t in items), max_messages, max_tokens)
+    assert start == window_start(items, max_messages, max_tokens)
+    kept = items[start:]
+    assert tokens == sum(t for _, t in kept)
+    for batch in more:
+        kept = kept + [(m.role == "tool", estimate_tokens(m)) for m in batch]
+        start, tokens = drop_to_window(kept, tokens + sum(estimate_tokens(m) for m in batch), max_messages, max_tokens)
+        assert start == window_start(kept, max_messages, max_tokens)
+        kept = kept[start:]
+        assert tokens == sum(t for _, t in kept)

@@ -18,7 +18,7 @@ from msgspec.structs import replace as copy_message
 
 from robutler_specs import Message
 
-from .window import estimate_tokens, window_start
+from .window import drop_to_window, estimate_tokens
 
 
 @dataclass(slots=True)
@@ -26,6 +26,8 @@ class _Conversation:
     messages: list[Message] = field(default_factory=list)
     #: One ``(is_tool_result, tokens)`` per message, so trimming never re-estimates.
     items: list[tuple[bool, int]] = field(default_factory=list)
+    #: The sum of the items' tokens.
+    tokens: int = 0
     expires_at: float | None = None
 
 
@@ -91,8 +93,12 @@ class InProcessStore:
         all_messages = conversation.messages
         items = conversation.items
         all_messages.extend([copy_message(m) for m in messages])
-        items.extend([(m.role == "tool", estimate_tokens(m)) for m in messages])
-        start = window_start(items, self.max_messages, self.max_tokens)
+        added = [(m.role == "tool", estimate_tokens(m)) for m in messages]
+        items.extend(added)
+        # The stored list was a window: only the oldest groups can fall out of it.
+        start, conversation.tokens = drop_to_window(
+            items, conversation.tokens + sum(t for _, t in added), self.max_messages, self.max_tokens
+        )
         if start >= len(items):
             self._conversations.pop(key, None)
             return

@@ -79,6 +79,38 @@ def window_start(items: Sequence[tuple[bool, int]], max_messages: int, max_token
     return start
 
 
+def drop_to_window(items: Sequence[tuple[bool, int]], tokens: int, max_messages: int,
+                   max_tokens: int | None) -> tuple[int, int]:
+    """:func:`window_start`, found from the oldest end: for a list that was a window before
+    a few items were added, this costs the items it drops, not the whole list.
+
+    Every older group makes a suffix longer and heavier, so the longest run of newest whole
+    groups that fits is what is left after dropping the oldest groups until the rest fits
+    (never the newest group), once the orphan tool results at the start are gone.
+
+    :param items: one ``(is_tool_result, tokens)`` pair per message, oldest first.
+    :param tokens: the sum of the tokens of ``items``.
+    :return: the index of the first kept message (``len(items)`` when none is), and the
+        tokens kept.
+    """
+    total = len(items)
+    start = 0
+    while start < total and items[start][0]:
+        tokens -= items[start][1]
+        start += 1
+    while total - start > max_messages or (max_tokens is not None and tokens > max_tokens):
+        end = start + 1
+        group_tokens = items[start][1]
+        while end < total and items[end][0]:
+            group_tokens += items[end][1]
+            end += 1
+        if end >= total:
+            break  # the newest group is always kept
+        tokens -= group_tokens
+        start = end
+    return start, tokens
+
+
 def trim(messages: Sequence[Message], max_messages: int, max_tokens: int | None) -> list[Message]:
     """``messages`` cut to their window (see :func:`window_start`)."""
     items = [(m.role == "tool", estimate_tokens(m)) for m in messages]
@@ -149,6 +181,7 @@ def _with_calls(message: Message, calls: list[ToolCall] | None) -> Message:
 __all__ = [
     "CHARS_PER_TOKEN",
     "SYSTEM_ROLES",
+    "drop_to_window",
     "estimate_tokens",
     "for_model",
     "pending_calls",
