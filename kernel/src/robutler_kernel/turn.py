@@ -401,8 +401,13 @@ class Guard:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._watcher is not None:
+            # Forgotten too: the watcher's CancelledError holds its frame, which holds this
+            # guard, and through it the turn; a guard still holding the watcher would make
+            # that a cycle, and every request garbage for the cycle collector.
             self._watcher.cancel()
+            self._watcher = None
         if not self.cut or self.task.uncancel() > 0:
             return  # not cut here (or cancelled from outside too: that wins)
         if kind is None or not issubclass(kind, asyncio.CancelledError):

@@ -15,6 +15,7 @@ Per request:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -233,7 +234,9 @@ class PaymentsSkill(Skill):
             )
             meter: Meter = ctx.state[STATE_KEY]
             # What the rest of the chain (handoffs, calls to other agents) may still spend.
-            ctx.budget = lambda: meter.remaining_credits(ctx.usage)
+            # Bound to the usage list, not to ctx: a closure over ctx stored in ctx would be
+            # a reference cycle, every request garbage for the cycle collector.
+            ctx.budget = functools.partial(meter.remaining_credits, ctx.usage)
 
         # Shielded: a client that leaves (or the deadline) while the ledger reserves must not
         # leave a reservation nobody settles; finalize_connection waits for it and releases it.
@@ -355,7 +358,8 @@ class PaymentsSkill(Skill):
     @hookimpl
     async def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
         """Settle the real cost (idempotent by request id) and report it."""
-        reserving = ctx.state.get(RESERVING_KEY)
+        # Taken out of ctx: the task holds its context, which holds ctx (a cycle if kept).
+        reserving = ctx.state.pop(RESERVING_KEY, None)
         if isinstance(reserving, asyncio.Future):
             if not reserving.done():
                 # on_connection was cut short while the ledger reserved: the reservation may
