@@ -14,6 +14,7 @@ from .window import estimate_tokens
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
+_KINDS = frozenset({b"m", b"t"})
 
 
 def encode(message: Message) -> bytes:
@@ -36,4 +37,23 @@ def decode(item: bytes) -> Message:
         raise ValueError(f"not a stored message: {exc}") from None
 
 
-__all__ = ["decode", "encode"]
+def decode_all(items: list[bytes]) -> tuple[list[Message], int]:
+    """The stored items of a conversation as messages, and how many were skipped (not
+    items this plugin wrote, or not messages): :func:`decode` on each, inlined.
+
+    Each item is decoded on its own: items joined into one array and decoded at once cost
+    about as much, and two foreign items could then make one message of their halves.
+    """
+    messages: list[Message] = []
+    append, decode_one = messages.append, _decoder.decode
+    for item in items:
+        parts = item.split(b":", 2)
+        if len(parts) == 3 and parts[1] in _KINDS and parts[0].isdigit():
+            try:
+                append(decode_one(parts[2]))
+            except msgspec.DecodeError:
+                pass
+    return messages, len(items) - len(messages)
+
+
+__all__ = ["decode", "decode_all", "encode"]

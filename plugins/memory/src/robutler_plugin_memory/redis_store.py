@@ -1,8 +1,10 @@
 """The Redis backend: one list per conversation, shared by every replica.
 
 Key ``<key_prefix><agent>:<conversation>``; one list item per message, encoded by
-:mod:`.codec`. A read is one ``EVALSHA`` of a small Lua script that returns the whole
-conversation as one JSON array (decoded in one msgspec call). A write is one ``EVALSHA``
+:mod:`.codec`. A read is one ``LRANGE``, parsed by hiredis, each item decoded by msgspec
+(a Lua script that cut the headers off and joined the items into one JSON array cost Redis
+ten times the ``LRANGE``, to save the client about what the split costs). A write is one
+``EVAL`` of a Lua script
 (atomic on the server: no other command runs in between): push the new messages, cut the
 list to the window (the rule of :func:`.window.window_start`, whole tool groups only), and
 set the TTL. So a crash or a lost connection leaves the conversation either before or after
@@ -23,25 +25,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from robutler_specs import Message
 
-from .codec import decode, encode
+from .codec import decode_all, encode
 from .resp import RespClient
 from .store import StoreUnavailable
 
 log = logging.getLogger("robutler.memory")
 
-_history = msgspec.json.Decoder(list[Message])
-_HEADER = re.compile(rb"\d+:[tm]:")
 
 #: KEYS[1] the list; ARGV: max_messages, max_tokens (0: none), ttl in ms (0: none),
 #: replace ("1": drop what is there first), then the items to push.
@@ -91,22 +89,7 @@ if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 return total - start
 """
 
-#: KEYS[1] the list. The whole conversation as ONE JSON array, built by the server from the
-#: stored items minus their headers, so the client decodes it with one msgspec call (no
-#: per-item work in Python); items without a valid header are left out and counted.
-#: Reply: {left_out, "[<message>,<message>,...]"}.
-READ_SCRIPT = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-local out, bad = {}, 0
-for i = 1, #items do
-  local _, e = string.find(items[i], '^%d+:[tm]:')
-  if e then out[#out + 1] = string.sub(items[i], e + 1) else bad = bad + 1 end
-end
-return {bad, '[' .. table.concat(out, ',') .. ']'}
-"""
-
 WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
-READ_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
 
 #: Where shared clients live in ``kernel.state``: one pool per Redis URL for all agents.
 STATE_KEY = "robutler_plugin_memory.redis_clients"
@@ -258,26 +241,19 @@ class RedisStore:
             if self._client is not None:
                 self._client.reset()  # a stuck connection is not reused
             raise self._failure(exc) from None
-        except NoScriptError:
-            raise  # for the caller to EVAL instead
         except (RedisError, OSError) as exc:
             raise self._failure(exc) from None
 
     async def _call(self, *args: Any) -> Any:
         """One command within the timeout: on the open connection, its reply watched by
         :meth:`_watch` (a dict entry, not a timer of its own); else through :meth:`_run`,
-        connecting first.
-
-        :raises NoScriptError: for the caller to ``EVAL`` instead.
-        """
+        connecting first."""
         future = self.client.send(*args)
         if future is None:
             return await self._run(self.client.execute(*args))
         self._watch(future)
         try:
             return await future
-        except NoScriptError:
-            raise
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failure(exc) from None
         finally:
@@ -319,29 +295,9 @@ class RedisStore:
 
     async def load(self, key: str) -> list[Message]:
         """The stored conversation (items this plugin cannot read are skipped, logged)."""
-        try:
-            left_out, blob = await self._call("EVALSHA", READ_SHA, 1, key)
-        except NoScriptError:  # a restarted Redis forgot it: EVAL loads it again
-            left_out, blob = await self._call("EVAL", READ_SCRIPT, 1, key)
-        if left_out:
-            log.warning("short_term_memory: skipping %d unreadable item(s) of %s", left_out, key)
-        try:
-            return _history.decode(blob)
-        except msgspec.DecodeError:
-            return await self._load_item_by_item(key)
-
-    async def _load_item_by_item(self, key: str) -> list[Message]:
-        """The slow path, when the one-array read did not decode (an item with a valid
-        header but not a message): each item on its own, the bad ones skipped and logged."""
-        items = await self._call("LRANGE", key, 0, -1)
-        messages = []
-        for item in items:
-            try:
-                messages.append(decode(item))
-            except ValueError as exc:
-                if _HEADER.match(item) is None:
-                    continue  # counted and logged by the first read
-                log.warning("short_term_memory: skipping an unreadable item of %s: %s", key, exc)
+        messages, skipped = decode_all(await self._call("LRANGE", key, 0, -1))
+        if skipped:
+            log.warning("short_term_memory: skipping %d unreadable item(s) of %s", skipped, key)
         return messages
 
     def _command(self, key: str, messages: list[Message], replace: bool) -> list[Any]:
@@ -412,4 +368,4 @@ class RedisStore:
         return {f"short_term_memory:{self.description}": check}
 
 
-__all__ = ["READ_SCRIPT", "READ_SHA", "STATE_KEY", "WRITE_SCRIPT", "WRITE_SHA", "RedisStore", "SharedClients", "make_client", "redact"]
+__all__ = ["STATE_KEY", "WRITE_SCRIPT", "WRITE_SHA", "RedisStore", "SharedClients", "make_client", "redact"]
