@@ -1,4 +1,5 @@
-"""A finished request is freed by reference counting, not left to the cycle collector.
+"""A finished request is freed by reference counting, not left to the cycle collector; a
+serving process collects young objects less often.
 
 A reference cycle through a request (its context, turn or guard) makes every request
 garbage that only a collection frees: collections run more often, each walks more, and a
@@ -61,3 +62,18 @@ async def test_a_refused_request_leaves_no_cycle(cyclic_garbage: list[Any]) -> N
             response = await client.post("/bot/chat/completions", json={"messages": "not a list"})
             assert response.status_code == 400
         assert request_objects(cyclic_garbage) == []
+
+
+def test_serving_raises_the_collectors_young_threshold_and_never_lowers_it() -> None:
+    from robutler_kernel.serve import GC_YOUNG_THRESHOLD, tune_collector
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_collector()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, 10, 10)
+        gc.set_threshold(50_000, 5, 5)  # an operator's own, higher: kept
+        tune_collector()
+        assert gc.get_threshold() == (50_000, 5, 5)
+    finally:
+        gc.set_threshold(*saved)
