@@ -356,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy profiles of each throughput cell's first run into DIR "
                              "(summary: python -m bench.profile FILE)")
+    parser.add_argument("--targets", default=",".join(THROUGHPUT_TARGETS), metavar="NAMES",
+                        help="throughput targets, comma-separated (default none,memory,redis; keep none: "
+                             "the ratios are against it)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     return parser
@@ -363,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    unknown = set(args.targets.split(",")) - set(THROUGHPUT_TARGETS)
+    if unknown:
+        build_parser().error(f"--targets: unknown {', '.join(sorted(unknown))} (choose from {', '.join(THROUGHPUT_TARGETS)})")
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if args.quick:
         args.duration, args.warmup, args.rounds = 0.5, 0.2, 1
@@ -393,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_process = _redis_process(args.redis_url)
             watches = {suffix: [psutil.Process(server.process.pid), *([redis_process] if redis_process else [])]
                        for suffix, server in servers.items()}
-            cells = [(t, suffix) for suffix in servers for t in THROUGHPUT_TARGETS]
+            targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+            cells = [(t, suffix) for suffix in servers for t in targets]
             rows = {(t + suffix, c): Throughput(t + suffix, c) for c in concurrency for t, suffix in cells}
             run = uuid.uuid4().hex[:8]
             log("filling each worker's conversation")

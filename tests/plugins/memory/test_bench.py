@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import robutler_plugin_memory as memory
 import robutler_plugin_scripted as scripted
 from robutler_kernel import Kernel
@@ -45,3 +47,10 @@ def test_a_tiny_run_prints_both_tables() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| redis | 2 |" in result.stdout
     assert "turn 3 / turn 1" in result.stdout and "| redis-unbounded |" in result.stdout
+
+
+def test_an_unknown_target_is_refused_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        memory_bench.main(["--targets", "none,postgres"])
+    assert info.value.code == 2
+    assert "--targets: unknown postgres (choose from none, memory, redis)" in capsys.readouterr().err
