@@ -8,9 +8,23 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from robutler_kernel.testing import kernel_client
 from robutler_plugin_payments.ledger import AccountRef, Ledger, hash_token
-from robutler_specs import FunctionCall, LLMCall, LLMResult, Message, Skill, ToolCall, Usage, hookimpl
+from robutler_plugin_payments.skill import PaymentsSkill
+from robutler_specs import (
+    FunctionCall,
+    Identity,
+    LLMCall,
+    LLMResult,
+    Message,
+    RequestContext,
+    Skill,
+    ToolCall,
+    Usage,
+    hookimpl,
+)
 
 from .support import Shop, agent, chat, kernel, micro, user
 
@@ -304,3 +318,38 @@ async def test_health_check_passes_on_a_working_ledger(payments_settings: dict[s
     ledger_checks = {n: v for n, v in checks.items() if n.startswith("payments.ledger")}
     assert len(ledger_checks) == 1  # two agents, one shared ledger
     assert next(iter(ledger_checks.values()))["status"] == "healthy"
+
+
+async def test_a_settlement_cut_off_by_a_stopping_server_is_still_written_once(
+    payments_settings: dict[str, Any], payments_admin: Ledger
+) -> None:
+    """finalize_connection cancelled while the ledger settles (only a stopping server does
+    that): the charge is still written, exactly once, and stop() waits for it."""
+    await payments_admin.create_account("alice", micro(10))
+    k = kernel({"bot": agent(payments_settings, request_fee=1, default_reservation=2)})
+    async with k.lifespan():
+        bot = k.agent("bot")
+        assert bot is not None
+        skill = next(s for s in bot.skills if isinstance(s, PaymentsSkill))
+        assert skill.ledger is not None
+        ctx = RequestContext(bot.spec, [Message(role="user", content="hi")], headers=user("alice"))
+        ctx.identity = Identity(user_id="alice")
+        await skill.on_connection(ctx)
+        real_settle, gate = skill.ledger.settle, asyncio.Event()
+
+        async def slow_settle(request_id: str, cost: int, detail: str | None = None) -> Any:
+            await gate.wait()
+            return await real_settle(request_id, cost, detail)
+
+        skill.ledger.settle = slow_settle  # type: ignore[method-assign]
+        finalizing = asyncio.ensure_future(skill.finalize_connection(ctx, None))
+        await asyncio.sleep(0.05)
+        finalizing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await finalizing
+        gate.set()
+        await asyncio.wait_for(skill.stop(), 10)  # waits for the background settlement
+    account = await payments_admin.account("alice")
+    assert account is not None and (account.available, account.reserved, account.spent) == (micro(9), 0, micro(1))
+    charges = [t for t in await payments_admin.transactions("alice") if t.kind == "charge"]
+    assert [t.amount for t in charges] == [-micro(1)]

@@ -38,7 +38,15 @@ from robutler_specs import (
 )
 
 from .config import PaymentsConfig
-from .ledger import AccountNotFound, AccountRef, InsufficientCredits, Ledger, Settlement, hash_token
+from .ledger import (
+    AccountNotFound,
+    AccountRef,
+    InsufficientCredits,
+    Ledger,
+    Settlement,
+    UnknownReservation,
+    hash_token,
+)
 from .meter import DONE, FAILED, Bill, Meter, PendingCall, ToolCharge, bill, estimate_prompt_tokens
 from .money import FINE, fine_to_micro, format_credits, to_float, to_micro
 from .pricing import FREE, PriceTable
@@ -50,7 +58,7 @@ TOKEN_HEADER = "x-payment-token"
 AMOUNT_HEADER = "x-authorized-amount"
 COST_HEADER = "X-Robutler-Cost"
 STATE_KEY = "payments"
-#: The reservation in progress (a task), kept until the request ends.
+#: Set while the ledger reserves for the request (cleared once it has answered).
 RESERVING_KEY = "payments.reserving"
 #: Attempts and pauses when the ledger fails while settling, before the settlement is
 #: handed to a background retry.
@@ -220,34 +228,36 @@ class PaymentsSkill(Skill):
         ref = self._payer(ctx)
         wanted = self._wanted(ctx)
         ledger = self._ledger()
-
-        async def reserve() -> None:
+        # Marked until the ledger has answered: a request cut off meanwhile (the client left,
+        # the deadline) must not leave a reservation nobody settles, so finalize_connection
+        # releases whatever was reserved. The ledger runs an operation whose caller left to
+        # its end, in order, so that release runs after it.
+        ctx.state[RESERVING_KEY] = True
+        try:
             reservation = await ledger.reserve(
                 ref, ctx.request_id, wanted, self.prices.minimum, self.config.reservation_ttl, agent=self.agent.name
             )
-            ctx.state[STATE_KEY] = Meter(
-                account_id=reservation.account_id,
-                source="token" if ref.token_hash else "account",
-                reserved=reservation.amount,
-                request_id=ctx.request_id,
-                prices=self.prices,
-            )
-            meter: Meter = ctx.state[STATE_KEY]
-            # What the rest of the chain (handoffs, calls to other agents) may still spend.
-            # Bound to the usage list, not to ctx: a closure over ctx stored in ctx would be
-            # a reference cycle, every request garbage for the cycle collector.
-            ctx.budget = functools.partial(meter.remaining_credits, ctx.usage)
-
-        # Shielded: a client that leaves (or the deadline) while the ledger reserves must not
-        # leave a reservation nobody settles; finalize_connection waits for it and releases it.
-        task = asyncio.ensure_future(reserve())
-        ctx.state[RESERVING_KEY] = task
-        try:
-            await asyncio.shield(task)
         except InsufficientCredits as exc:
+            del ctx.state[RESERVING_KEY]
             raise self._short(ref, exc) from None
         except AccountNotFound:
+            del ctx.state[RESERVING_KEY]
             raise self._missing(ref) from None
+        except Exception:
+            del ctx.state[RESERVING_KEY]
+            raise
+        del ctx.state[RESERVING_KEY]
+        meter = ctx.state[STATE_KEY] = Meter(
+            account_id=reservation.account_id,
+            source="token" if ref.token_hash else "account",
+            reserved=reservation.amount,
+            request_id=ctx.request_id,
+            prices=self.prices,
+        )
+        # What the rest of the chain (handoffs, calls to other agents) may still spend.
+        # Bound to the usage list, not to ctx: a closure over ctx stored in ctx would be
+        # a reference cycle, every request garbage for the cycle collector.
+        ctx.budget = functools.partial(meter.remaining_credits, ctx.usage)
 
     @staticmethod
     def _meter(ctx: RequestContext) -> Meter | None:
@@ -358,15 +368,9 @@ class PaymentsSkill(Skill):
     @hookimpl
     async def finalize_connection(self, ctx: RequestContext, error: BaseException | None) -> None:
         """Settle the real cost (idempotent by request id) and report it."""
-        # Taken out of ctx: the task holds its context, which holds ctx (a cycle if kept).
-        reserving = ctx.state.pop(RESERVING_KEY, None)
-        if isinstance(reserving, asyncio.Future):
-            if not reserving.done():
-                # on_connection was cut short while the ledger reserved: the reservation may
-                # still be made; it is released below.
-                await asyncio.wait([reserving])
-            if not reserving.cancelled():
-                reserving.exception()  # retrieved: a refusal nobody was left to hear is no error
+        if ctx.state.pop(RESERVING_KEY, False):
+            await self._release_cut_off(ctx.request_id)
+            return
         meter = self._meter(ctx)
         if meter is None or meter.settled:
             return
@@ -374,15 +378,33 @@ class PaymentsSkill(Skill):
             meter, self.prices, ctx.usage, agent=self.agent.name,
             charge_failed_tools=self.config.charge_failed_tools, error=error,
         )
-        # Shielded: a client that leaves while we settle must not cancel the settlement.
-        task = asyncio.ensure_future(self._settle(meter, the_bill, release=error is not None and not the_bill.metered))
-        self._track(task)
-        settlement = await asyncio.shield(task)
+        release = error is not None and not the_bill.metered
+        try:
+            settlement = await self._settle(meter, the_bill, release=release)
+        except asyncio.CancelledError:
+            # Only a stopping server cancels finalize_connection. The ledger still runs the
+            # settlement asked for; should it not be written, the retry writes it (settling
+            # is idempotent).
+            self._retry_later(meter, the_bill, release)
+            raise
         if settlement is None:
             return
         meter.settled = True
         ctx.cost = to_float(settlement.charged)
         ctx.response_headers[COST_HEADER] = format_credits(settlement.charged)
+
+    async def _release_cut_off(self, request_id: str) -> None:
+        """Release what a request cut off while the ledger reserved for it got (perhaps
+        nothing: the ledger may have withdrawn the reservation, or refused it)."""
+        try:
+            await self._ledger().release(request_id)
+        except UnknownReservation:
+            pass
+        except ServiceUnavailable as exc:
+            log.warning(
+                "request %s was cut off while reserving and the ledger is unavailable (%s); what it "
+                "reserved is released when its owner sweep or reservation_ttl comes", request_id, exc.message,
+            )
 
     async def _settle(self, meter: Meter, the_bill: Bill, *, release: bool) -> Settlement | None:
         ledger = self._ledger()

@@ -378,7 +378,10 @@ class Ledger(abc.ABC):
         """Hold ``min(wanted, available)`` for ``request_id``, if that is at least ``minimum``.
 
         Expired reservations of the account are released first. An ``account_id`` names a
-        user account only: a token's balance is reachable through its hash alone.
+        user account only: a token's balance is reachable through its hash alone. A caller
+        cancelled while reserving leaves the reservation in its place in this ledger's order:
+        it is made (or withdrawn, if it had not begun) before any operation asked for later,
+        so a :meth:`release` that follows gives back whatever it held.
 
         :raises AccountNotFound: no such account or token.
         :raises InsufficientCredits: ``available < minimum``.

@@ -5,10 +5,11 @@ release is queued; one writer takes **everything queued at that moment** (at mos
 ``max_batch``) and runs it in one transaction (one lock acquisition on the account row, one
 commit), then takes what queued meanwhile, and so on until the queue is empty. Nothing
 waits for a batch to fill: with one caller at a time a batch is that one operation, run at
-once by the caller itself (:meth:`GroupCommit.run`). Each operation keeps its own result or
-error, as if it had run alone, and no caller hears its result before its batch committed:
-durability and ordering are those of one transaction per operation, while a busy process
-pays for one commit per batch.
+once. Each operation keeps its own result or error, as if it had run alone, and no caller
+hears its result before its batch committed: durability and ordering are those of one
+transaction per operation, while a busy process pays for one commit per batch. Operations
+run in the order they were queued, and a caller that leaves (cancelled) does not reorder
+them: an operation it asks for next runs after the one it left.
 
 A batch that fails as a whole (the connection is lost, the database restarted) fails
 every operation in it with the same error, and nothing of it is written (one transaction).
@@ -38,31 +39,9 @@ class GroupCommit(Generic[Op]):
         self.max_batch = max_batch
         self._queue: list[tuple[Op, asyncio.Future[Any], bool]] = []
         self._writer: asyncio.Task[None] | None = None
-        #: A caller is running its operation itself (the writer was free and nothing queued).
-        self._inline = False
         #: Batches committed and operations in them (for tests and the docs' figures).
         self.batches = 0
         self.operations = 0
-
-    async def run(self, op: Op) -> Any:
-        """``op``'s result once its batch committed (or its error). When the writer is free
-        and nothing is queued, the caller runs ``op`` itself, as a batch of one (no task,
-        no hand-off: the cost of one caller at a time is that of the operation alone);
-        operations that arrive meanwhile queue for the writer, which starts when it ends."""
-        if self._writer is not None or self._inline or self._queue:
-            return await self.submit(op)
-        self._inline = True
-        try:
-            results = await self._run([op])
-        finally:
-            self._inline = False
-            if self._queue and self._writer is None:
-                self._writer = asyncio.ensure_future(self._write())
-        self.batches += 1
-        self.operations += 1
-        if isinstance(results[0], BaseException):
-            raise results[0]
-        return results[0]
 
     def submit(self, op: Op, *, keep: bool = False) -> asyncio.Future[Any]:
         """Queue ``op``; the future resolves once its batch committed. Cancelling the future
@@ -70,7 +49,7 @@ class GroupCommit(Generic[Op]):
         (a settlement runs to the end whoever waits for it); after, it runs anyway."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((op, future, keep))
-        if self._writer is None and not self._inline:
+        if self._writer is None:
             self._writer = asyncio.ensure_future(self._write())
         return future
 

@@ -761,7 +761,9 @@ class PostgresLedger(Ledger):
     ) -> Reservation:
         if wanted < minimum:
             raise ValueError(f"wanted ({wanted}) is below minimum ({minimum})")
-        result: Reservation = await self._group().run(_Op("r", request_id, ref, wanted, minimum, agent, ttl))
+        # Queued like the others (never run by the caller itself): a caller cancelled meanwhile
+        # leaves it in its place, before the release it asks for next.
+        result: Reservation = await self._group().submit(_Op("r", request_id, ref, wanted, minimum, agent, ttl))
         return result
 
     def _group(self) -> GroupCommit[_Op]:
