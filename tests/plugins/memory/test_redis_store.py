@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -18,6 +19,23 @@ from robutler_plugin_memory.redis_store import SharedClients, redact
 from robutler_specs import FunctionCall, Message, ToolCall
 
 from .helpers import CLOSED_REDIS_URL, REDIS_URL, unique_prefix
+
+
+@asynccontextmanager
+async def silent_redis_store(timeout: float) -> AsyncIterator[RedisStore]:
+    """A store on a server that accepts connections but never replies."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = make(f"redis://127.0.0.1:{port}/0", timeout=timeout)
+    try:
+        yield s
+    finally:
+        await s.stop()
+        server.close()
+        await server.wait_closed()
 
 
 def make(url: str = REDIS_URL, **kw: Any) -> RedisStore:
@@ -201,22 +219,12 @@ async def test_redis_down_is_store_unavailable_quickly_everywhere(caplog: pytest
 
 async def test_a_redis_that_does_not_answer_times_out() -> None:
     """A server that accepts connections but never replies: the timeout bounds the wait."""
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(-1)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    s = make(f"redis://127.0.0.1:{port}/0", timeout=0.3)
-    try:
+    async with silent_redis_store(timeout=0.3) as s:
         await s.start()
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match=r"no answer within 0.3 s|Timeout"):
             await s.ping()
         assert time.monotonic() - started < 2
-    finally:
-        await s.stop()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_answered_commands_never_time_out_however_long_the_store_runs(stm_prefix: str) -> None:
@@ -311,13 +319,7 @@ async def test_without_a_connection_nothing_is_sent_soon() -> None:
 
 
 async def test_a_write_without_an_answer_fails_after_the_timeout_and_drops_the_connection() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(-1)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    s = make(f"redis://127.0.0.1:{port}/0", timeout=0.3)
-    try:
+    async with silent_redis_store(timeout=0.3) as s:
         await s.start()  # the PING times out: the connection is dropped
         with pytest.raises(StoreUnavailable):
             await s.ping()  # connects again, times out again
@@ -331,10 +333,6 @@ async def test_a_write_without_an_answer_fails_after_the_timeout_and_drops_the_c
         assert "no answer within 0.3 s" in exc.cause
         assert time.monotonic() - started < 2
         assert s.client._protocol is None  # not reused
-    finally:
-        await s.stop()
-        server.close()
-        await server.wait_closed()
 
 
 def test_property_writes_sent_soon_read_back_like_awaited_ones() -> None:
