@@ -237,14 +237,12 @@ class PaymentsSkill(Skill):
             reservation = await ledger.reserve(
                 ref, ctx.request_id, wanted, self.prices.minimum, self.config.reservation_ttl, agent=self.agent.name
             )
-        except InsufficientCredits as exc:
+        except Exception as exc:  # the ledger answered (a refusal, an outage): nothing in flight
             del ctx.state[RESERVING_KEY]
-            raise self._short(ref, exc) from None
-        except AccountNotFound:
-            del ctx.state[RESERVING_KEY]
-            raise self._missing(ref) from None
-        except Exception:
-            del ctx.state[RESERVING_KEY]
+            if isinstance(exc, InsufficientCredits):
+                raise self._short(ref, exc) from None
+            if isinstance(exc, AccountNotFound):
+                raise self._missing(ref) from None
             raise
         del ctx.state[RESERVING_KEY]
         meter = ctx.state[STATE_KEY] = Meter(
