@@ -14,7 +14,6 @@ from .window import estimate_tokens
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
-_KINDS = frozenset({b"m", b"t"})
 
 
 def encode(message: Message) -> bytes:
@@ -38,21 +37,18 @@ def decode(item: bytes) -> Message:
 
 
 def decode_all(items: list[bytes]) -> tuple[list[Message], int]:
-    """The stored items of a conversation as messages, and how many were skipped (not
-    items this plugin wrote, or not messages): :func:`decode` on each, inlined.
+    """The stored items of a conversation as messages (:func:`decode` on each), and how many
+    were skipped (not items this plugin wrote, or not messages).
 
     Each item is decoded on its own: items joined into one array and decoded at once cost
     about as much, and two foreign items could then make one message of their halves.
     """
     messages: list[Message] = []
-    append, decode_one = messages.append, _decoder.decode
     for item in items:
-        parts = item.split(b":", 2)
-        if len(parts) == 3 and parts[1] in _KINDS and parts[0].isdigit():
-            try:
-                append(decode_one(parts[2]))
-            except msgspec.DecodeError:
-                pass
+        try:
+            messages.append(decode(item))
+        except ValueError:
+            pass
     return messages, len(items) - len(messages)
 
 

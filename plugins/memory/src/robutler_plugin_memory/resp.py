@@ -199,11 +199,9 @@ class RespClient:
         Connected: the command is queued at once (the caller's order is the wire order).
         Else the returned awaitable connects first.
         """
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
+        future = self.send(*args)
+        if future is None:
             return asyncio.ensure_future(self._execute_connecting(hiredis.pack_command(args)))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        protocol.send(hiredis.pack_command(args), future)
         return future
 
     def send(self, *args: Any) -> asyncio.Future[Any] | None:
