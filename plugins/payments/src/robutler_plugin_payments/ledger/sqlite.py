@@ -4,7 +4,10 @@ Every operation runs inside a ``BEGIN IMMEDIATE`` transaction (it takes the data
 write lock at once, so a read-then-update cannot interleave with another writer, in this
 process or another one on the same file). One worker thread per ledger owns the
 connection and groups the operations queued meanwhile into one commit
-(:mod:`.sqlite_worker`); the event loop never blocks. WAL mode and ``busy_timeout`` let
+(:mod:`.sqlite_worker`). When this ledger holds no other request's reservation and the
+worker is idle, an operation runs at once on the event loop's thread instead, on a
+connection that never waits for a lock (it queues if the write lock is taken) nor
+checkpoints: the event loop never waits for SQLite. WAL mode and ``busy_timeout`` let
 several processes share the file.
 """
 
@@ -47,6 +50,9 @@ from .base import (
 from .sqlite_worker import GroupCommitWorker
 
 T = TypeVar("T")
+
+#: Open reservations a ledger keeps track of (to tell whether an operation is alone).
+MAX_TRACKED = 10_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -127,6 +133,10 @@ class SQLiteLedger(Ledger):
         self.path = path
         self.timeout = timeout
         self._worker: GroupCommitWorker | None = None
+        #: Requests whose reservation this ledger made and has not closed, and operations
+        #: under way: while there is none besides the caller's, it would be alone in its batch.
+        self._holding: set[str] = set()
+        self._callers = 0
 
     def describe(self) -> str:
         return f"sqlite file {self.path}"
@@ -169,19 +179,36 @@ class SQLiteLedger(Ledger):
             raise
         return conn
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction of the worker thread (grouped with
-        whatever else is queued: :mod:`.sqlite_worker`)."""
-        if self._worker is None:
-            self._worker = GroupCommitWorker(self._connect)
+    def _connect_direct(self) -> sqlite3.Connection:
+        """The connection of the worker's direct path (opened after :meth:`_connect`): it
+        fails at once on a held write lock, and leaves checkpoints to the worker."""
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
         try:
-            result: T = await self._worker.submit(fn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction: at once when no other request is
+        in flight and the worker is idle, else in the worker thread, grouped with whatever
+        else is queued (:mod:`.sqlite_worker`)."""
+        if self._worker is None:
+            self._worker = GroupCommitWorker(self._connect, connect_direct=self._connect_direct)
+        self._callers += 1
+        try:
+            result: T = await self._worker.run(fn, alone=self._callers == 1 and not self._holding)
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
             raise  # a bug, not an outage: a 500 that names the plugin
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         except OSError as exc:
             raise self._unavailable(exc) from exc
+        finally:
+            self._callers -= 1
         return result
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -377,6 +404,9 @@ class SQLiteLedger(Ledger):
         result = await self._run(op)
         if isinstance(result, InsufficientCredits):
             raise result
+        if len(self._holding) >= MAX_TRACKED:
+            self._holding.clear()  # lost track (closed by another process?): start over
+        self._holding.add(request_id)
         return result
 
     def _close(self, conn: sqlite3.Connection, request_id: str, cost: int, detail: str | None, charge: bool) -> Settlement:
@@ -416,9 +446,11 @@ class SQLiteLedger(Ledger):
         return Settlement(request_id, account_id, charged, released, capped=capped, late=late)
 
     async def settle(self, request_id: str, cost: int, detail: str | None = None) -> Settlement:
+        self._holding.discard(request_id)
         return await self._run(lambda conn: self._close(conn, request_id, cost, detail, True))
 
     async def release(self, request_id: str) -> Settlement:
+        self._holding.discard(request_id)
         return await self._run(lambda conn: self._close(conn, request_id, 0, None, False))
 
     async def reservation(self, request_id: str) -> Reservation | None:
