@@ -11,7 +11,9 @@ case for the relative overhead (a real model adds its latency to every row alike
    (``X-Conversation-Id``), send one user message per request for ``--duration``
    seconds, targets alternating over ``--rounds``. Each conversation is played to 30 turns
    first (more than the default window), so this is the steady state of long
-   conversations: every request loads and stores a full window.
+   conversations: every request loads and stores a full window. ``client-history`` is what
+   a client does without server memory: the agent ``none``, each request carrying the
+   conversation's window (50 messages) itself.
 2. Turns: ``--conversations`` conversations of ``--turns`` - 1 turns are played first;
    then, one request at a time and interleaving the backends, the next turn of each is
    timed beside the first turn of a fresh conversation: the median latency of turn 100
@@ -53,7 +55,10 @@ from robutler_kernel.testing import ServeProcess
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Agent name -> its short_term_memory config (``None``: no memory at all).
-THROUGHPUT_TARGETS = ("none", "memory", "redis")
+THROUGHPUT_TARGETS = ("none", "memory", "redis", "client-history")
+#: The throughput target without memory whose client sends the conversation itself: the
+#: agent ``none``, each request carrying the window the memory agents send to the model.
+CLIENT_HISTORY = "client-history"
 TURN_TARGETS = ("none", "memory", "redis", "memory-unbounded", "redis-unbounded")
 UNBOUNDED = {"max_messages": 100_000, "max_tokens": None}
 
@@ -160,17 +165,22 @@ class Connection:
             self.writer = None
 
 
-def _body() -> bytes:
-    return json.dumps({"messages": [{"role": "user", "content": PROMPT}]}).encode()
+_BODY = json.dumps({"messages": [{"role": "user", "content": PROMPT}]}).encode()
+#: A full default window (50 messages: 25 turns of scripted/echo) and the new prompt.
+_HISTORY_BODY = json.dumps({"messages": [
+    *(m for _ in range(25) for m in ({"role": "user", "content": PROMPT}, {"role": "assistant", "content": PROMPT})),
+    {"role": "user", "content": PROMPT},
+]}).encode()
 
 
-async def _turn(conn: Connection, agent: str, conversation: str) -> float:
+async def _turn(conn: Connection, target: str, conversation: str) -> float:
     """One request; its latency in seconds (raises on anything but a 200 completion)."""
+    agent, body = ("none", _HISTORY_BODY) if target == CLIENT_HISTORY else (target, _BODY)
     started = time.perf_counter()
-    status, data = await conn.post(f"/{agent}/chat/completions", _body(), {"X-Conversation-Id": conversation})
+    status, data = await conn.post(f"/{agent}/chat/completions", body, {"X-Conversation-Id": conversation})
     elapsed = time.perf_counter() - started
     if status != 200 or b'"choices"' not in data:
-        raise RuntimeError(f"{agent}: HTTP {status}: {data[:300]!r}")
+        raise RuntimeError(f"{target}: HTTP {status}: {data[:300]!r}")
     return elapsed
 
 
@@ -357,8 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="py-spy profiles of each throughput cell's first run into DIR "
                              "(summary: python -m bench.profile FILE)")
     parser.add_argument("--targets", default=",".join(THROUGHPUT_TARGETS), metavar="NAMES",
-                        help="throughput targets, comma-separated (default none,memory,redis; keep none: "
-                             "the ratios are against it)")
+                        help="throughput targets, comma-separated (default none,memory,redis,client-history; "
+                             "keep none: the ratios are against it)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     return parser

@@ -45,7 +45,7 @@ def test_a_tiny_run_prints_both_tables() -> None:
     result = subprocess.run([sys.executable, "-m", "bench.memory_bench", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| redis | 2 |" in result.stdout
+    assert "| redis | 2 |" in result.stdout and "| client-history | 2 |" in result.stdout
     assert "turn 3 / turn 1" in result.stdout and "| redis-unbounded |" in result.stdout
 
 
@@ -53,4 +53,4 @@ def test_an_unknown_target_is_refused_before_anything_starts(capsys: pytest.Capt
     with pytest.raises(SystemExit) as info:
         memory_bench.main(["--targets", "none,postgres"])
     assert info.value.code == 2
-    assert "--targets: unknown postgres (choose from none, memory, redis)" in capsys.readouterr().err
+    assert "--targets: unknown postgres (choose from none, memory, redis, client-history)" in capsys.readouterr().err
