@@ -274,6 +274,31 @@ BEGIN
     END IF;
 END
 $fn$;
+-- The accounts a batch touches, locked in id order (so batches of several processes cannot
+-- deadlock each other): those named by id or token, and those of the reservations its
+-- settlements and releases close. Each is found by one index lookup, whatever the tables'
+-- statistics say: an `= ANY` over the batch's request ids, planned on a new ledger's empty
+-- tables, scanned every reservation, which made every batch slower than the one before.
+CREATE OR REPLACE FUNCTION {s}.lock_accounts(p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[])
+RETURNS VOID LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_id TEXT;
+BEGIN
+    FOR v_id IN
+        SELECT DISTINCT x.id FROM (
+            SELECT u.account AS id FROM unnest(p_account) AS u(account)
+            UNION ALL
+            SELECT (SELECT t.id FROM {s}.accounts t WHERE t.token_hash = u.token)
+            FROM unnest(p_token) AS u(token) WHERE u.token IS NOT NULL
+            UNION ALL
+            SELECT (SELECT r.account_id FROM {s}.reservations r WHERE r.request_id = u.request)
+            FROM unnest(p_kind, p_request) AS u(kind, request) WHERE u.kind <> 'r'
+        ) x WHERE x.id IS NOT NULL ORDER BY x.id
+    LOOP
+        PERFORM 1 FROM {s}.accounts a WHERE a.id = v_id FOR UPDATE;
+    END LOOP;
+END
+$fn$;
 -- Group commit: the operations of one process, in order, in one statement (so one
 -- transaction and one commit). Each runs in its own subtransaction: one that fails is
 -- rolled back alone and returns its error. The accounts of the batch are locked first, in
@@ -287,11 +312,7 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     k INT;
 BEGIN
-    PERFORM 1 FROM {s}.accounts a WHERE a.id IN (
-        SELECT unnest(p_account)
-        UNION SELECT t.id FROM {s}.accounts t WHERE t.token_hash = ANY(p_token)
-        UNION SELECT r.account_id FROM {s}.reservations r WHERE r.request_id = ANY(p_request)
-    ) ORDER BY a.id FOR UPDATE;
+    PERFORM {s}.lock_accounts(p_kind, p_request, p_account, p_token);
     FOR k IN 1 .. cardinality(p_kind) LOOP
         BEGIN
             SELECT * INTO o_outcome, o_account, o_amount, o_charged, o_available, o_reserved, o_holds, o_until,
@@ -346,11 +367,7 @@ DECLARE
     v_status TEXT;
     v_was TEXT;
 BEGIN
-    PERFORM 1 FROM {s}.accounts a WHERE a.id IN (
-        SELECT unnest(p_account)
-        UNION SELECT t.id FROM {s}.accounts t WHERE t.token_hash = ANY(p_token)
-        UNION SELECT r.account_id FROM {s}.reservations r WHERE r.request_id = ANY(p_request)
-    ) ORDER BY a.id FOR UPDATE;
+    PERFORM {s}.lock_accounts(p_kind, p_request, p_account, p_token);
     FOR k IN 1 .. cardinality(p_kind) LOOP
         o_outcome := NULL; o_account := NULL; o_amount := NULL; o_charged := NULL; o_available := NULL;
         o_reserved := NULL; o_holds := NULL; o_until := NULL; o_state := NULL; o_message := NULL;
