@@ -77,6 +77,15 @@ class _Op(NamedTuple):
     text: str | None
     ttl: float
 
+#: The parameters and result rows of both batch functions (apply_batch, apply_ops): the same
+#: arrays, one element per operation, and one row per operation, so either runs a batch.
+_BATCH_SIGNATURE = """(
+    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
+    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
+) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
+                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
+LANGUAGE plpgsql AS $fn$"""
+
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -303,12 +312,7 @@ $fn$;
 -- transaction and one commit). Each runs in its own subtransaction: one that fails is
 -- rolled back alone and returns its error. The accounts of the batch are locked first, in
 -- id order, so batches of several processes cannot deadlock each other.
-CREATE OR REPLACE FUNCTION {s}.apply_batch(
-    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
-    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
-) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
-                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
-LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION {s}.apply_batch{batch_signature}
 DECLARE
     k INT;
 BEGIN
@@ -340,12 +344,7 @@ $fn$;
 -- again one by one (ledger_op) so that only the failing one fails. apply_batch (above, one
 -- subtransaction per operation) stays for servers of the previous version during a rolling
 -- upgrade.
-CREATE OR REPLACE FUNCTION {s}.apply_ops(
-    p_kind TEXT[], p_request TEXT[], p_account TEXT[], p_token TEXT[], p_amount BIGINT[], p_minimum BIGINT[],
-    p_text TEXT[], p_ttl DOUBLE PRECISION[], p_now DOUBLE PRECISION, p_owner TEXT
-) RETURNS TABLE (o_outcome TEXT, o_account TEXT, o_amount BIGINT, o_charged BIGINT, o_available BIGINT,
-                 o_reserved BIGINT, o_holds BIGINT, o_until DOUBLE PRECISION, o_state TEXT, o_message TEXT)
-LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION {s}.apply_ops{batch_signature}
 DECLARE
     k INT;
     i INT;
@@ -547,7 +546,7 @@ class PostgresLedger(Ledger):
             "expire_one": _EXPIRE.format(s=s, filter="AND account_id = $2"),
             "batch": f"SELECT * FROM {s}.apply_ops($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             "one": f"SELECT * FROM {s}.ledger_op($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            "schema": SCHEMA.format(s=s),
+            "schema": SCHEMA.format(s=s, batch_signature=_BATCH_SIGNATURE),
             "s": s,
         }
 
