@@ -14,7 +14,8 @@ When the caller says it is alone (the ledger's one request in flight) and nothin
 or running, :meth:`GroupCommitWorker.run` skips the thread: the operation runs at once on
 the caller's thread, on a second connection that never waits (``busy_timeout`` 0: a write
 lock held elsewhere sends the operation to the queue instead) and never checkpoints (the
-worker does, every :data:`CHECKPOINT_EVERY` of those transactions). So the event loop pays
+worker does, every :data:`CHECKPOINT_EVERY` of those transactions, while the operations
+queue behind it). So the event loop pays
 the operation's own work, never a wait or an ``fsync``, and one request at a time saves the
 two thread hand-offs of each transaction (60-150 µs of CPU per operation, measured). With
 several requests in flight everything queues, so that their operations group.
@@ -152,6 +153,11 @@ class GroupCommitWorker:
             raise
         self.direct_commits += 1
         if self.direct_commits % CHECKPOINT_EVERY == 0:
+            # Counted as work in flight until it is done, so that nothing writes directly
+            # meanwhile: a checkpoint that catches up with the WAL lets the next writer
+            # start the WAL over; one racing a writer never would, and the WAL would grow.
+            with self._busy_lock:
+                self._busy += 1
             self._queue.put(_CHECKPOINT)
         return True, value
 
@@ -199,12 +205,15 @@ class GroupCommitWorker:
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database for the direct path's transactions (outside
         any transaction; PASSIVE: it waits for nobody, and a failed one is made up by the
-        next)."""
+        next). Operations meanwhile queue behind it (see :meth:`_run_direct`)."""
         try:
             if self._conn is not None:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             pass
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
 
     def _run(self, batch: list[_Item]) -> None:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
