@@ -183,6 +183,48 @@ async def test_a_client_tool_call_continued_with_the_full_input() -> None:
             await c.responses.create(model="assistant", input="again", previous_response_id=first.id)
 
 
+async def test_an_item_reference_is_the_stored_responses_item() -> None:
+    """What the Vercel AI SDK sends by default (``store`` on): the model's earlier text as
+    ``{"type": "item_reference", "id": "msg_..."}``, in a later turn or the next step of a
+    tool loop; the model sees that text in its place."""
+    recorder = HookRecorder()
+    k = kernel(recorder)
+    async with client(k, **{"X-User": "alice"}) as c:
+        first = await c.responses.create(model="assistant", input="hello")
+        async with c.responses.stream(model="assistant", input="again") as stream:
+            streamed = await stream.get_final_response()
+        references = [{"type": "item_reference", "id": r.output[0].id} for r in (first, streamed)]
+        answer = await c.responses.create(model="assistant", input=[
+            {"role": "user", "content": "hello"}, references[0],
+            {"role": "user", "content": "again"}, references[1], {"role": "user", "content": "and?"}])
+        assert answer.output_text == "You said: and?"
+        continued = await c.responses.create(model="assistant", previous_response_id=answer.id, input="more")
+    assert continued.output_text == "You said: more"
+    sent = [(m.role, m.content) for m in recorder.of("before_llm_call")[-1].kwargs["call"].messages]
+    assert sent[1:] == [
+        ("user", "hello"), ("assistant", "You said: hello"), ("user", "again"), ("assistant", "You said: again"),
+        ("user", "and?"), ("assistant", "You said: and?"), ("user", "more"),
+    ]
+
+
+async def test_an_item_reference_is_only_the_callers() -> None:
+    k = kernel()
+    async with kernel_client(k) as http:
+        made = (await http.post("/v1/responses", json={"model": "assistant", "input": "secret"},
+                                headers={"x-user": "alice"})).json()
+        item_id = made["output"][0]["id"]
+        for who, ref in (({"x-user": "bob"}, item_id), ({"x-user": "alice"}, "msg_nope"),
+                         ({"x-user": "alice"}, item_id.replace("_0", "_7"))):
+            answer = await http.post("/v1/responses", headers=who, json={
+                "model": "assistant", "input": [{"role": "user", "content": "hi"}, {"type": "item_reference", "id": ref}]})
+            assert answer.status_code == 404, (who, ref)
+            assert answer.json()["error"] == {"message": f"Item with id {ref!r} not found.", "type": "invalid_request_error",
+                                              "param": "input[1].id", "code": "item_not_found"}
+        refused = await http.post("/v1/responses", headers={"x-user": "reject"}, json={
+            "model": "assistant", "input": [{"type": "item_reference", "id": "msg_nope"}]})
+        assert refused.status_code == 401  # auth first, as for previous_response_id
+
+
 async def test_a_client_tool_may_not_shadow_an_agent_tool() -> None:
     async with client() as c:
         with pytest.raises(openai.BadRequestError) as caught:
@@ -473,6 +515,7 @@ async def test_an_unknown_agent_is_a_404_model_not_found() -> None:
     ({"model": "assistant", "input": [{"type": "function_call_output", "call_id": "c9", "output": "x"}]},
      "input[0].call_id"),
     ({"model": "assistant", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+    ({"model": "assistant", "input": [{"type": "item_reference"}]}, "input[0].id"),
     ({"model": "assistant", "input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}},
      "text.format.schema"),
     ({"model": "assistant", "input": "hi", "tool_choice": "sometimes"}, "tool_choice"),

@@ -155,6 +155,15 @@ def test_an_output_may_answer_a_call_of_the_stored_conversation() -> None:
     assert rmap.messages_of([item], known_calls={"c1"}) == [Message(role="tool", tool_call_id="c1", content="ok")]
 
 
+def test_item_ids_name_their_response() -> None:
+    """An item_reference gives only an item's id: it must lead back to the stored response."""
+    ids = rmap.item_ids("resp_0a1b")
+    made = [ids("msg"), ids("fc"), ids("call")]
+    assert made == ["msg_0a1b_0", "fc_0a1b_1", "call_0a1b_2"]
+    assert {rmap.response_id_of(i) for i in made} == {"resp_0a1b"}
+    assert rmap.response_id_of("msg_0a1b") is None and rmap.response_id_of("nothing") is None
+
+
 def test_reasoning_items_are_dropped() -> None:
     assert rmap.messages_of([InputItem(type="reasoning", id="rs_1"), InputItem(role="user", content="hi")]) == [
         Message(role="user", content="hi")]

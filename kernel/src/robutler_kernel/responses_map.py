@@ -11,6 +11,7 @@ reference of the mapping and its decisions.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -70,6 +71,24 @@ IGNORED_ITEMS = frozenset({"reasoning"})
 def new_id(prefix: str) -> str:
     """A fresh id in OpenAI's style: ``resp_...``, ``msg_...``, ``fc_...``."""
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def item_ids(response_id: str) -> Callable[[str], str]:
+    """The item ids of one response: ``msg_<hex>_0``, ``fc_<hex>_1``... for ``resp_<hex>``.
+
+    An ``item_reference`` names an item by its id alone (the Vercel AI SDK sends the model's
+    earlier text that way), so the id leads back to the stored response holding the item:
+    :func:`response_id_of`."""
+    stem = response_id.removeprefix("resp_")
+    counter = itertools.count()
+    return lambda prefix: f"{prefix}_{stem}_{next(counter)}"
+
+
+def response_id_of(item_id: str) -> str | None:
+    """The response an item id of :func:`item_ids` belongs to (``None``: not such an id)."""
+    _, _, rest = item_id.partition("_")
+    stem, _, number = rest.rpartition("_")
+    return f"resp_{stem}" if stem and number.isdigit() else None
 
 
 # -- what goes in ------------------------------------------------------------------------
@@ -183,8 +202,8 @@ def messages_of(items: Iterable[InputItem], *, field: str = "input", known_calls
             continue
         else:
             raise BadRequest(
-                f"unsupported input item type {kind!r} at {where}; use message, function_call or "
-                "function_call_output",
+                f"unsupported input item type {kind!r} at {where}; use message, function_call, "
+                "function_call_output or item_reference",
                 param=f"{where}.type",
             )
     return messages
@@ -545,12 +564,14 @@ __all__ = [
     "conversation_items",
     "finished",
     "input_items",
+    "item_ids",
     "items_of",
     "messages_of",
     "new_id",
     "output_of",
     "params_of",
     "response_format_of",
+    "response_id_of",
     "response_of",
     "responses_tools",
     "tool_choice_of",

@@ -7,7 +7,8 @@ input items (``responses_map``), then ``turn.complete()`` or ``turn.stream()`` r
 a Response or as Responses events. ``GET``/``DELETE`` run through ``turn.run`` so the
 agent's ``on_connection`` (auth) decides who is calling: only the identity that created a
 stored response (``ctx.identity.user_id``) may read, delete or continue it; anyone else
-gets the 404 of a response that does not exist.
+gets the 404 of a response that does not exist. An ``item_reference`` in ``input`` is the
+item of a stored response its id names (:func:`..responses_map.item_ids`), under the same rule.
 
 Stored responses live in the kernel's state store (``responses:<id>``, JSON by msgspec,
 ``server.responses_ttl``), so replicas sharing Redis share them.
@@ -15,6 +16,7 @@ Stored responses live in the kernel's state store (``responses:<id>``, JSON by m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -170,6 +172,7 @@ class ResponsesDoor(Door):
             agent = await self._agent(scope, scope["path_params"]["agent"], None)
         kernel = self.kernel
         new_items = rmap.input_items(request.input)
+        references = await self._references(new_items)
         history: list[InputItem] = []
         previous: StoredResponse | None = None
         previous_id = request.previous_response_id
@@ -178,7 +181,11 @@ class ResponsesDoor(Door):
             if previous is not None:
                 history = previous.conversation + rmap.conversation_items(previous.response.output)
         messages = rmap.messages_of(history, field="previous_response_id")
-        messages += rmap.messages_of(new_items, known_calls=rmap.calls_in(history))
+        if all(found is not None for _, found, _ in references.values()):
+            new_items = [references[i][1] or item if i in references else item
+                         for i, item in enumerate(new_items)]
+            messages += rmap.messages_of(new_items, known_calls=rmap.calls_in(history))
+        # else the request ends with check()'s 404, once on_connection has named the caller
         if request.instructions:
             messages.insert(0, Message(role="system", content=request.instructions))
         client_tools = rmap.tool_definitions(request.tools)
@@ -197,9 +204,14 @@ class ResponsesDoor(Door):
         def check(ctx: RequestContext) -> None:
             if previous_id is not None and not owned(previous, ctx):
                 raise not_found(previous_id, "previous_response_id")
+            for i, (item_id, _, stored) in references.items():
+                if not owned(stored, ctx):
+                    raise Missing(f"Item with id {item_id!r} not found.", param=f"input[{i}].id",
+                                  code="item_not_found")
 
         scope[REQUEST_ID] = request_id(ctx)
         turn = _ResponsesTurn(agent, ctx, check, timeout=kernel.config.server.request_timeout)
+        ids = rmap.item_ids(ctx.request_id)
         base = Response(
             id=ctx.request_id,
             created_at=ctx.created,
@@ -225,13 +237,35 @@ class ResponsesDoor(Door):
                 await save(kernel, StoredResponse(response, conversation, owner=ctx.identity.user_id))
 
         if request.stream:
-            events = rmap.ResponseEvents(base, time.time)
+            events = rmap.ResponseEvents(base, time.time, ids)
             await answer_sse(
                 turn, self._events(turn, events, keep), receive, send,
                 render=render_events, render_error=lambda error: render_events(events.fail(error)), done=b"",
             )
         else:
-            await answer_json(turn, self._complete(turn, base, keep), encode, receive, send)
+            await answer_json(turn, self._complete(turn, base, keep, ids), encode, receive, send)
+
+    async def _references(
+        self, items: list[InputItem]
+    ) -> dict[int, tuple[str, InputItem | None, StoredResponse | None]]:
+        """For each ``item_reference`` among ``items``, by index: its id, the output item of
+        the stored response that id names, and that response (``None``, ``None``: no such
+        item). The Vercel AI SDK sends the model's earlier text this way when ``store`` is on."""
+        wanted: dict[int, str] = {}
+        for i, item in enumerate(items):
+            if item.type == "item_reference":
+                if not item.id:
+                    raise BadRequest(f"input[{i}].id is required for an item_reference", param=f"input[{i}].id")
+                wanted[i] = item.id
+        if not wanted:
+            return {}
+        names = sorted({rid for item_id in wanted.values() if (rid := rmap.response_id_of(item_id))})
+        found: dict[str, tuple[InputItem, StoredResponse]] = {}
+        for stored in await asyncio.gather(*(load(self.kernel, rid) for rid in names)):
+            if stored is not None:
+                found.update((item.id or "", (item, stored))
+                             for item in rmap.conversation_items(stored.response.output))
+        return {i: (item_id, *found.get(item_id, (None, None))) for i, item_id in wanted.items()}
 
     async def _agent(self, scope: Scope, name: str, param: str | None) -> Agent:
         try:
@@ -240,9 +274,10 @@ class ResponsesDoor(Door):
             raise Missing(exc.message, param=exc.param, code=exc.code) from None
 
     @staticmethod
-    async def _complete(turn: Turn, base: Response, keep: Callable[[Response], Any]) -> Response:
+    async def _complete(turn: Turn, base: Response, keep: Callable[[Response], Any],
+                        ids: Callable[[str], str]) -> Response:
         completion = await turn.complete()
-        response = rmap.response_of(base, completion, int(time.time()))
+        response = rmap.response_of(base, completion, int(time.time()), ids)
         await keep(response)
         return response
 
