@@ -5,8 +5,9 @@ exact usage) and one kernel served by :class:`~robutler_kernel.testing.LiveServe
 socket, so each library's own HTTP client is used) per test module.
 
 The client libraries are not in ``requirements-dev.txt``: ``scripts/test-clients`` (and
-``tox -e clients``) install ``requirements-clients.txt`` into a virtualenv of their own and
-set ``ROBUTLER_CLIENT_SUITE=1``. Without that variable and with a library missing (the
+``tox -e clients``) install ``requirements-clients.txt`` into a virtualenv of their own, the
+Vercel AI SDK (npm) into ``tests/clients/vercel/node_modules`` (``npm ci``), and set
+``ROBUTLER_CLIENT_SUITE=1``. Without that variable and with a library missing (the
 default ``scripts/test`` run), the whole folder is left out of collection and the run says
 so at its end; with it, a missing library is an error, so nothing is hidden where the suite
 is meant to run.
@@ -14,9 +15,12 @@ is meant to run.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,14 +35,34 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "test_pydantic_ai.py": ("openai", "pydantic_ai"),
     "test_langchain.py": ("langchain_openai", "langchain_core"),
     "test_litellm.py": ("litellm",),
+    "test_vercel_ai_sdk.py": (),  # Node.js packages: see missing_node_packages
 }
+
+#: The Vercel AI SDK's folder: package.json pins it, ``npm ci`` installs it there.
+VERCEL = Path(__file__).parent / "vercel"
+
+
+def missing_node_packages(folder: Path = VERCEL) -> list[str]:
+    """What ``test_vercel_ai_sdk.py`` lacks: ``node`` itself, and each npm package of
+    ``folder/package.json`` not installed in ``folder/node_modules`` at its pinned version."""
+    missing = [] if shutil.which("node") else ["node (Node.js)"]
+    pins = json.loads((folder / "package.json").read_text())["dependencies"]
+    for name, version in sorted(pins.items()):
+        installed = folder / "node_modules" / name / "package.json"
+        if not installed.is_file() or json.loads(installed.read_text()).get("version") != version:
+            missing.append(f"{name}@{version} (npm ci in tests/clients/vercel)")
+    return missing
+
+
 MISSING = sorted({name for names in LIBRARIES.values() for name in names if find_spec(name) is None})
+MISSING += missing_node_packages()
 REQUIRED = os.environ.get("ROBUTLER_CLIENT_SUITE") == "1"
 
 if MISSING and REQUIRED:
     raise pytest.UsageError(
         f"the client compliance suite needs {', '.join(MISSING)}: "
-        "install requirements-clients.txt (scripts/test-clients does)"
+        "install requirements-clients.txt and the npm packages of tests/clients/vercel "
+        "(scripts/test-clients does both)"
     )
 collect_ignore = sorted(LIBRARIES) if MISSING else []
 
@@ -84,7 +108,10 @@ def server(upstream: Any) -> Iterator[Any]:
     from robutler_kernel.testing import LiveServer, make_kernel
 
     agents = {name: agent_config(upstream.base_url, transport) for transport, name in TRANSPORTS.items()}
-    kernel = make_kernel(agents, plugins=[robutler_plugin_openai])
+    # No background health checks: their GET /models, every 15 s, would land among the
+    # upstream requests a test inspects (a module that runs longer than that flaked).
+    kernel = make_kernel(agents, plugins=[robutler_plugin_openai],
+                         server={"metrics_port": None, "health": {"interval": 0}})
     with LiveServer(kernel) as live:
         yield live
 
