@@ -165,7 +165,7 @@ def test_request_timeout_covers_streams() -> None:
     kernel = make_kernel(
         {"slow": {"model": "scripted/echo", "skills": {"scripted": {"chunk_delay": 0.2}}}},
         plugins=[scripted],
-        server={"metrics_port": None, "request_timeout": 0.5},
+        server={"metrics_port": None, "request_timeout": 1.0},  # the 9 words take 1.8 s
     )
     with LiveServer(kernel) as server:
         client = openai.OpenAI(base_url=f"{server.url}/slow", api_key="unused", max_retries=0)

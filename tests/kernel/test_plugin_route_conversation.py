@@ -145,7 +145,7 @@ async def test_run_request_outside_a_routes_handler_is_refused() -> None:
 def test_a_stream_is_cut_by_request_timeout_and_finalized() -> None:
     import httpx
 
-    with LiveServer(kernel(request_timeout=0.5)) as live:
+    with LiveServer(kernel(request_timeout=1.0)) as live:  # the 8 pieces take 1.6 s
         with httpx.Client() as client:
             answer = client.post(f"{live.url}/x/slow/stream", json={"text": "x"}, timeout=10)
     assert answer.status_code == 200 and "event: piece" in answer.text

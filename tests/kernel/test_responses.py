@@ -482,7 +482,7 @@ class Slow(Skill):
 def test_request_timeout_before_and_during_the_stream() -> None:
     recorder = HookRecorder()
     agents = {"sleepy": {"model": "scripted/echo", "skills": {"slow": None, "scripted": {"chunk_delay": 0.05}}}}
-    k = make_kernel(agents, plugins=[scripted, Slow], server={"metrics_port": None, "request_timeout": 0.3},
+    k = make_kernel(agents, plugins=[scripted, Slow], server={"metrics_port": None, "request_timeout": 1.0},
                     recorder=recorder)
     with LiveServer(k) as server, httpx.Client(base_url=server.url, timeout=10) as http:
         answer = http.post("/sleepy/responses", json={"input": "call nap seconds=30"})

@@ -55,29 +55,26 @@ def invoke(fn: Any, arguments: str = "{}", *, plugin: str = "tools", id: str = "
 async def test_sync_tool_runs_off_the_event_loop_thread() -> None:
     threads: list[int] = []
 
+    ticked = threading.Event()
+
     @tool
     def blocking(seconds: float) -> str:
-        """Blocks."""
+        """Blocks until the event loop has ticked five times (it must keep running)."""
         threads.append(threading.get_ident())
-        time.sleep(seconds)
-        return "done"
-
-    ticks = 0
+        return "done" if ticked.wait(seconds) else "the event loop was held while the tool blocked"
 
     async def ticker() -> None:
-        nonlocal ticks
-        while True:
+        for _ in range(5):
             await asyncio.sleep(0.01)
-            ticks += 1
+        ticked.set()
 
     ticking = asyncio.create_task(ticker())
     try:
-        result = await run_tool(hooks(), new_ctx(), invoke(blocking, '{"seconds": 0.2}'), timeout=5)
+        result = await run_tool(hooks(), new_ctx(), invoke(blocking, '{"seconds": 5}'), timeout=10)
     finally:
         ticking.cancel()
     assert result == ToolResult(content="done", plugin="tools")
     assert threads and threads[0] != threading.get_ident()
-    assert ticks >= 5, "the event loop kept running while the sync tool blocked"
 
 
 async def test_async_tool_runs_on_the_loop_and_its_value_becomes_text() -> None:
@@ -364,16 +361,23 @@ async def test_a_vetoed_call_is_still_recorded() -> None:
 
 
 async def test_calls_of_one_turn_run_concurrently_and_keep_their_order() -> None:
+    # Each waits (at most 5 s) for the other to have started, so both end only if they run
+    # at the same time: one after another, the first would fail.
+    loop = asyncio.get_running_loop()
+    a_started, b_started = threading.Event(), asyncio.Event()
+
     @tool
     async def slow_a() -> str:
         """A."""
-        await asyncio.sleep(0.3)
+        a_started.set()
+        await asyncio.wait_for(b_started.wait(), 5)
         return "a"
 
     @tool
     def slow_b() -> str:
         """B (sync, in a thread)."""
-        time.sleep(0.3)
+        loop.call_soon_threadsafe(b_started.set)
+        assert a_started.wait(5), "slow_a never started"
         return "b"
 
     @tool
@@ -383,11 +387,8 @@ async def test_calls_of_one_turn_run_concurrently_and_keep_their_order() -> None
 
     calls = [invoke(slow_a, id="1"), invoke(slow_b, id="2"), invoke(quick, id="3")]
     ctx = new_ctx()
-    started = time.perf_counter()
-    results = await run_tools(hooks(), ctx, calls, timeout=5)
-    elapsed = time.perf_counter() - started
+    results = await run_tools(hooks(), ctx, calls, timeout=10)
     assert [r.content for r in results] == ["a", "b", "q"]
-    assert elapsed < 0.5, f"took {elapsed:.2f}s: tools of one turn ran one after another"
     assert sorted(r.name for r in ctx.usage) == ["quick", "slow_a", "slow_b"]
 
 
@@ -435,16 +436,24 @@ class Clock(Skill):
         """The name of the thread the tool runs in."""
         return threading.current_thread().name
 
+    #: nap_a and nap_b each wait (at most 5 s) for the other to have started: they end
+    #: only if they run at the same time (a test sets a new barrier for two).
+    rendezvous: asyncio.Barrier | None = None
+
+    async def _meet(self) -> None:
+        assert self.rendezvous is not None
+        await asyncio.wait_for(self.rendezvous.wait(), 5)
+
     @tool
     async def nap_a(self) -> str:
-        """Sleeps 0.3 s."""
-        await asyncio.sleep(0.3)
+        """Rests until nap_b has started too."""
+        await self._meet()
         return "a rested"
 
     @tool
     async def nap_b(self) -> str:
-        """Sleeps 0.3 s."""
-        await asyncio.sleep(0.3)
+        """Rests until nap_a has started too."""
+        await self._meet()
         return "b rested"
 
     @tool
@@ -478,17 +487,18 @@ async def test_kernel_runs_a_sync_skill_tool_in_a_worker_thread() -> None:
 async def test_kernel_runs_the_calls_of_one_turn_concurrently() -> None:
     script = [{"tool_calls": [{"name": "nap_a"}, {"name": "nap_b"}]}, {"content": "both rested"}]
     kernel = make_kernel({"bot": clock_agent(script)}, plugins=[scripted, Clock])
+    Clock.rendezvous = asyncio.Barrier(2)
     await kernel.startup()
     try:
         ctx = kernel.agent("bot").context([{"role": "user", "content": "rest"}])
-        started = time.perf_counter()
         completion = await kernel.agent("bot").complete(ctx)
-        elapsed = time.perf_counter() - started
     finally:
         await kernel.shutdown()
+        Clock.rendezvous = None
     assert completion.choices[0].message.content == "both rested"
-    assert elapsed < 0.5, f"took {elapsed:.2f}s"
     tools = [r for r in ctx.usage if r.kind == "tool"]
+    # Each waited for the other to start: one after another, the first would have failed.
+    assert all(r.ok for r in tools), tools
     assert sorted(r.name for r in tools) == ["nap_a", "nap_b"]
     assert {r.plugin for r in tools} == {"clock"}
 

@@ -323,27 +323,37 @@ def test_nothing_listening_is_a_connect_error_naming_the_cause() -> None:
 
 
 def test_a_full_pool_waits_connect_timeout_then_says_so() -> None:
+    arrived: list[None] = []
+    answer = asyncio.Event()
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        await asyncio.sleep(0.3)
+        arrived.append(None)
+        await answer.wait()  # the two held requests are answered once the third has given up
         writer.write(ok(b"late"))
         await writer.drain()
         await answer_each(reader, writer)
 
     async def main() -> None:
         async with server(handler) as (url, connections):
-            pool = HTTPPool(url, max_connections=2, connect_timeout=0.1)
+            # Connecting gets seconds (a busy machine); waiting for a free connection, 0.1 s.
+            pool = HTTPPool(url, max_connections=2, connect_timeout=5)
             head = pool.head("POST", "/")
             held = [asyncio.create_task(pool.request(head, b"{}")) for _ in range(2)]
-            await asyncio.sleep(0.05)
             loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while len(arrived) < 2 and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert len(arrived) == 2
+            pool.connect_timeout = 0.1
             started = loop.time()
             with pytest.raises(PoolTimeout, match="all 2 connections are in use"):
                 await pool.request(head, b"{}")
-            assert 0.08 < loop.time() - started < 0.25
+            assert 0.08 < loop.time() - started < 1.0  # it waited, and not for ever
             # A call that waits long enough gets the first connection to come free.
             waiting = asyncio.create_task(HTTPPool.request(pool, head, b"{}"))
-            pool.connect_timeout = 1.0
+            pool.connect_timeout = 5.0
+            answer.set()
             for task in held:
                 response = await task
                 assert await response.read() == b"late"

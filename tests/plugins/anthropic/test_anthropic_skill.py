@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import time
 
 import msgspec
 import pytest
@@ -173,6 +174,12 @@ async def test_the_client_is_created_lazily_and_closed_by_stop(fake: FakeAnthrop
 async def test_a_cancelled_call_cancels_the_upstream_request(fake: FakeAnthropic) -> None:
     fake.add_reply("slow", delay=5)
     async with started(fake) as skill:
-        with pytest.raises(TimeoutError):  # what a client disconnect does to the kernel's task
-            await asyncio.wait_for(skill.llm_complete(*call_and_ctx()), 0.2)
+        call = asyncio.create_task(skill.llm_complete(*call_and_ctx()))
+        deadline = time.monotonic() + 5
+        while not fake.requests and time.monotonic() < deadline:  # the upstream has it
+            await asyncio.sleep(0.01)
+        assert fake.requests
+        call.cancel()  # what a client disconnect does to the kernel's task
+        with pytest.raises(asyncio.CancelledError):
+            await call
         assert await fake.wait_cancelled_async(5)

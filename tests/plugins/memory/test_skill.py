@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -354,12 +355,14 @@ async def test_the_token_budget_bounds_what_the_model_gets(stm_config: dict[str,
 
 async def test_a_conversation_is_forgotten_after_its_ttl(stm_config: dict[str, Any]) -> None:
     recorder = HookRecorder()
-    k = kernel(recorder=recorder, memory_config={**stm_config, "ttl_seconds": 0.3})
+    k = kernel(recorder=recorder, memory_config={**stm_config, "ttl_seconds": 2})
     async with kernel_client(k) as client:
         await chat(client, "remember me", conversation="ttl")
         await chat(client, "still there?", conversation="ttl")
         assert seen_by_model(recorder)[0] == ("user", "remember me")
-        await asyncio.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while await stored(k, "bot:c:anon:ttl") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         await chat(client, "and now?", conversation="ttl")
         assert seen_by_model(recorder) == [("user", "and now?")]
 
