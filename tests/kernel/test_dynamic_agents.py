@@ -47,6 +47,8 @@ class Counting(Skill):
     built: ClassVar[list[str]] = []
     started: ClassVar[list[str]] = []
     stopped: ClassVar[list[str]] = []
+    #: The builds (tags) slow requests are waiting in.
+    waiting: ClassVar[list[str]] = []
 
     def __init__(self, config: Any, agent: AgentSpec) -> None:
         super().__init__(config, agent)
@@ -60,12 +62,14 @@ class Counting(Skill):
 
     @hookimpl
     async def on_connection(self, ctx: RequestContext) -> None:
-        await asyncio.sleep(float(ctx.headers.get("x-slow", "0")))
+        if "x-slow" in ctx.headers:
+            type(self).waiting.append(self.config.tag)
+            await asyncio.sleep(float(ctx.headers["x-slow"]))
 
 
 @pytest.fixture(autouse=True)
 def _reset_counting() -> None:
-    Counting.built, Counting.started, Counting.stopped = [], [], []
+    Counting.built, Counting.started, Counting.stopped, Counting.waiting = [], [], [], []
 
 
 def agent_yaml(answer: str, *, tag: str = "", extra: str = "") -> str:
@@ -206,9 +210,12 @@ def test_reload_while_serving_over_http_in_flight_requests_finish_on_the_old_bui
     with LiveServer(kernel) as server:
         assert _post(server.url, "support")[1]["choices"][0]["message"]["content"] == "one"
         slow: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: slow.update(reply=_post(server.url, "support", {"x-slow": "1.5"})))
+        thread = threading.Thread(target=lambda: slow.update(reply=_post(server.url, "support", {"x-slow": "3"})))
         thread.start()
-        time.sleep(0.3)  # the slow request holds the first build
+        deadline = time.monotonic() + 5
+        while Counting.waiting != ["one"]:  # the slow request holds the first build
+            assert time.monotonic() < deadline, Counting.waiting
+            time.sleep(0.01)
         write(path, agent_yaml("two"))
         status, body = _post(server.url, "support")
         assert (status, body["choices"][0]["message"]["content"]) == (200, "two")

@@ -458,8 +458,8 @@ def test_a_5mb_anonymous_body_is_a_413_and_the_server_keeps_answering(gated: str
     assert "server.max_body_bytes" in body.decode()
     # Refused before the body was read (so before the agent, named in it, was known): no hook ran.
     assert len(Recorder.calls) == before
-    with httpx.Client(base_url=gated, timeout=1) as client:
+    with httpx.Client(base_url=gated, timeout=POLL) as client:
         for _ in range(3):
             started = time.monotonic()
             health = client.get("/health")
-            assert health.status_code == 200 and time.monotonic() - started < 0.5
+            assert health.status_code == 200 and time.monotonic() - started < 2

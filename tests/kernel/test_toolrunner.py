@@ -117,7 +117,7 @@ async def test_tool_timeout_gives_an_error_result_naming_the_timeout(kind: str) 
 
         @tool(name="slow")
         def slow() -> str:
-            time.sleep(0.6)
+            time.sleep(1.5)
             return "late"
 
     started = time.perf_counter()
@@ -126,7 +126,7 @@ async def test_tool_timeout_gives_an_error_result_naming_the_timeout(kind: str) 
     assert result.is_error
     assert "slow" in result.content and "timed out" in result.content and "0.1" in result.content
     assert result.plugin == "tools"
-    assert elapsed < 0.5, "the request does not wait for a timed-out tool"
+    assert elapsed < 1.2, "the request does not wait for a timed-out tool (it runs 1.5 s or 5 s)"
 
 
 async def test_tool_exception_becomes_an_error_result_not_a_crash() -> None:

@@ -240,11 +240,11 @@ async def test_expired_reservation_of_a_crashed_process_is_released(
     # A process reserved everything and died before settling.
     # The TTL leaves the kernel's start-up (which sweeps expired reservations) time to finish
     # well before it: the first request must still see the reservation held.
-    await payments_admin.reserve(AccountRef(account_id="alice"), "crashed-1", micro(1), micro(1), ttl=1.0)
+    held = await payments_admin.reserve(AccountRef(account_id="alice"), "crashed-1", micro(1), micro(1), ttl=3.0)
     k = kernel({"bot": agent(payments_settings, request_fee=1)})
     async with kernel_client(k) as client:
         early = await client.post("/bot/chat/completions", json=chat("hi"), headers=user("alice"))
-        await asyncio.sleep(1.1)
+        await asyncio.sleep(max(0.0, held.expires_at - time.time()) + 0.1)
         late = await client.post("/bot/chat/completions", json=chat("hi"), headers=user("alice"))
     assert early.status_code == 402 and "1 more held by 1 request(s) in progress until " in early.json()["error"]["message"]
     assert late.status_code == 200
