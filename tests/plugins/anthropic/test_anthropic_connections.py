@@ -42,8 +42,7 @@ def test_a_full_pool_fails_after_connect_timeout(fake: FakeAnthropic, http_clien
             held = asyncio.create_task(skill.llm_complete(*call_and_ctx()))
             # The held call has reached the upstream (a lingering connection of an earlier
             # test counts as open, so wait for the request itself): it holds the one connection.
-            while not fake.requests:
-                await asyncio.sleep(0.005)
+            assert await fake.wait_requests_async()
             begun = time.monotonic()
             with pytest.raises(RequestError) as caught:
                 await skill.llm_complete(*call_and_ctx())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import time
 
 import msgspec
 import pytest
@@ -175,10 +174,7 @@ async def test_a_cancelled_call_cancels_the_upstream_request(fake: FakeAnthropic
     fake.add_reply("slow", delay=5)
     async with started(fake) as skill:
         call = asyncio.create_task(skill.llm_complete(*call_and_ctx()))
-        deadline = time.monotonic() + 5
-        while not fake.requests and time.monotonic() < deadline:  # the upstream has it
-            await asyncio.sleep(0.01)
-        assert fake.requests
+        assert await fake.wait_requests_async()  # the upstream has it
         call.cancel()  # what a client disconnect does to the kernel's task
         with pytest.raises(asyncio.CancelledError):
             await call

@@ -269,6 +269,14 @@ class Connection(asyncio.Protocol):
             self._done()
 
 
+async def _until(done: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``done`` until it is true or ``timeout`` seconds have passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    return done()
+
+
 async def _forever() -> None:
     """Hang until the peer leaves (the connection's task is then cancelled)."""
     await asyncio.Event().wait()
@@ -375,10 +383,12 @@ class FakeServer(Generic[R]):
 
     async def wait_cancelled_async(self, timeout: float = 5.0) -> bool:
         """Await a cancellation without blocking the loop (works in both modes)."""
-        deadline = time.monotonic() + timeout
-        while not self.cancelled_event.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        return self.cancelled_event.is_set()
+        return await _until(self.cancelled_event.is_set, timeout)
+
+    async def wait_requests_async(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Await ``count`` recorded requests (the upstream has them) without blocking the
+        loop (works in both modes)."""
+        return await _until(lambda: len(self.requests) >= count, timeout)
 
     # -- request handling ----------------------------------------------------------------
 
