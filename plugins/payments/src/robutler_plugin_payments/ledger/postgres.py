@@ -509,6 +509,14 @@ def redact(dsn: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+async def _within(conn: Any, fn: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+    """``fn(conn)``, in a transaction of its own if ``transaction``."""
+    if not transaction:
+        return await fn(conn)
+    async with conn.transaction():
+        return await fn(conn)
+
+
 async def _keep_session(conn: Any) -> None:
     """The pool's reset: nothing. The ledger changes no session state (no SET, LISTEN or
     session advisory locks), and asyncpg still rolls back an unfinished transaction; the
@@ -613,21 +621,20 @@ class PostgresLedger(Ledger):
                     if held and self.pool_size > 1:
                         if self._held is None:
                             self._held = await pool.acquire()
-                        return await fn(self._held)
+                        return await _within(self._held, fn, transaction)
                     async with pool.acquire() as conn:
-                        if not transaction:
-                            return await fn(conn)
-                        async with conn.transaction():
-                            return await fn(conn)
+                        return await _within(conn, fn, transaction)
             except retryable:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
-            except (*unavailable, asyncio.CancelledError) as exc:
-                if held:  # broken, or cancelled mid-statement: the pool's release deals with it
+            except asyncio.CancelledError:
+                if held:  # perhaps mid-statement: the pool's release waits for its cancellation
                     await self._let_go()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+                raise
+            except unavailable as exc:
+                if held:  # broken, or timed out mid-statement: the pool's release deals with it
+                    await self._let_go()
                 raise self._unavailable(exc) from exc
         raise AssertionError("unreachable")
 
