@@ -91,6 +91,31 @@ def pin(pid: int, cores: set[int] | None) -> None:
             pass
 
 
+def rss_mib(pid: int) -> tuple[float, float] | None:
+    """Resident memory of ``pid`` and its child processes (a server's workers), in MiB:
+    ``(now, peak)``, the peak being each process's high-water mark (``VmHWM``) summed;
+    ``None`` when ``/proc`` cannot tell (not Linux, or the process is gone)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        tree = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return None
+    now = peak = 0
+    for member in tree:
+        try:
+            with open(f"/proc/{member.pid}/status", encoding="ascii") as status:
+                fields = dict(line.split(":", 1) for line in status if line.startswith(("VmRSS", "VmHWM")))
+        except (OSError, ValueError):
+            continue
+        if "VmRSS" not in fields or "VmHWM" not in fields:
+            continue  # a zombie, or not Linux
+        now += int(fields["VmRSS"].split()[0])
+        peak += int(fields["VmHWM"].split()[0])
+    return (now / 1024, peak / 1024) if peak else None
+
+
 def machine_busy(interval: float = 1.0) -> float:
     """The CPU the whole machine used over ``interval`` seconds, in percent of one core."""
     import psutil

@@ -23,7 +23,7 @@ ADDED_P50_TARGET_MS = 1.0
 BUSY_WARNING_PCT = 25.0
 
 COLUMNS = ["scenario", "conc", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50", "ttfb p99",
-           "srv cpu%", "srv us/req", "ups cpu%", "gen cpu%", "other%", "errors", "vs base"]
+           "srv cpu%", "srv us/req", "ups cpu%", "gen cpu%", "other%", "rss MiB", "peak MiB", "errors", "vs base"]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -96,7 +96,8 @@ def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
         cpu = r.get("cpu_pct", {})
         out.append([r["scenario"], r["concurrency"], r["target"], r["rps"], r["p50_ms"], r["p99_ms"],
                     r["ttfb_p50_ms"] if stream else None, r["ttfb_p99_ms"] if stream else None,
-                    cpu.get("server"), cpu_per_request(r), cpu.get("upstream"), cpu.get("load"), other_cpu(cpu), r["errors"],
+                    cpu.get("server"), cpu_per_request(r), cpu.get("upstream"), cpu.get("load"), other_cpu(cpu),
+                    r.get("rss_mib"), r.get("rss_peak_mib"), r["errors"],
                     None if ratio is None else f"{100 * ratio:.0f}%"])
     return out
 

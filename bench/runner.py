@@ -134,6 +134,8 @@ def run(settings: Settings, progress: Callable[[str], None] = print) -> list[dic
     with P.ProcessSet() as procs:
         servers, upstream_pid = start_servers(settings, procs, plan, log_dir)
         progress("servers: " + ", ".join(f"{name} pid {s.pid} at {s.base}" for name, s in servers.items()))
+        # Resident memory once the servers answer, before any load: the idle figure.
+        idle = {name: P.rss_mib(s.pid) for name, s in servers.items() if s.target.kind != "upstream"}
         if settings.profile_dir:
             settings.profile_dir.mkdir(parents=True, exist_ok=True)
         common = {"max_requests": settings.max_requests, "cores": plan.load, "upstream_pid": upstream_pid}
@@ -163,11 +165,24 @@ def run(settings: Settings, progress: Callable[[str], None] = print) -> list[dic
                 for target in settings.targets:
                     if target.name in runs:
                         rows.append({"scenario": scenario, "concurrency": concurrency, "target": target.name,
-                                     **merge_runs(runs[target.name])})
+                                     **merge_runs(runs[target.name]),
+                                     **_memory(idle.get(target.name), P.rss_mib(servers[target.name].pid))})
                 for server in servers.values():
                     if server.target.kind != "upstream":
                         next(p for p in procs.procs if p.name == server.target.name).check_alive()
     return rows
+
+
+def _memory(idle: tuple[float, float] | None, now: tuple[float, float] | None) -> dict[str, float]:
+    """A row's resident memory in MiB: once started (``rss_idle_mib``), right after the
+    cell (``rss_mib``) and the most it has held so far (``rss_peak_mib``, the kernel's
+    high-water mark: the peak under load, however short)."""
+    out: dict[str, float] = {}
+    if idle is not None:
+        out["rss_idle_mib"] = round(idle[0], 1)
+    if now is not None:
+        out["rss_mib"], out["rss_peak_mib"] = round(now[0], 1), round(now[1], 1)
+    return out
 
 
 __all__ = ["Server", "Settings", "plan_cell", "run", "run_load", "start_servers"]

@@ -6,6 +6,8 @@ kernel would reject, and wrong percentile or table arithmetic."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench`
 
-from bench import report, stats
+from bench import procs, report, stats
 from bench.cli import build_parser
 from bench.runner import plan_cell
 from bench.targets import TARGETS, chat_body, select, server_config, to_yaml
@@ -64,6 +66,26 @@ def test_comparisons_and_table() -> None:
     assert "80%" in lines[2] and "MISSED" in text and "WARNING" not in text
     assert report.other_cpu({"server": 99.0, "load": 40.0, "machine": 150.0}) == pytest.approx(11.0)
     assert report.markdown_table(report.COLUMNS, report.table_rows(rows)).count("\n") == len(rows) + 1
+
+
+def test_rss_counts_a_server_with_its_worker_processes() -> None:
+    """A server's memory is its process and its workers': a child holding 64 MiB adds
+    about that much, now and at the peak; a process that is gone has no figure."""
+    alone = procs.rss_mib(os.getpid())
+    assert alone is not None and 5 < alone[0] <= alone[1]
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; b = bytearray(64 << 20); print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        both = procs.rss_mib(os.getpid())
+        assert both is not None
+        assert both[0] - alone[0] > 60 and both[1] - alone[1] > 60
+    finally:
+        child.communicate("")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert procs.rss_mib(gone.pid) is None
 
 
 def test_format_table_aligns_numbers_right() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -121,6 +122,39 @@ async def test_streaming_over_asgi_is_sse(kernel: Any) -> None:
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "You said: a b"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["total_tokens"] > 0
     assert response.headers["x-request-id"] == chunks[0]["id"]
+
+
+async def test_a_stream_whose_chunks_come_together_leaves_in_one_write(kernel: Any) -> None:
+    """Chunks buffered when the stream ends leave with ``[DONE]`` in the last ASGI message:
+    the scripted model makes every chunk at once, so the whole stream is one body message
+    (a server pays for every message it frames and writes)."""
+    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "one two three"}]}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/helper/chat/completions", "raw_path": b"/helper/chat/completions", "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+             "headers": [(b"host", b"kernel"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with kernel.lifespan():
+        await kernel.asgi_app()(scope, receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["more_body"] is False
+    events = [e for e in sent[1]["body"].decode().split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "You said: one two three"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 async def test_malformed_json_is_a_400_that_says_so(kernel: Any) -> None:

@@ -157,7 +157,8 @@ async def answer_sse(
     ``render_error`` and ``done``. A producer task runs the chunks into a buffer
     under the turn's guard; this task sends whatever is buffered in one write (chunks that
     arrive together leave together: one ASGI send per chunk costs more than the kernel's own
-    work on a chunk). When the client leaves, the guard cancels the producer, which closes
+    work on a chunk), and the chunks buffered when the stream ends leave with its end
+    (``done``) in the last write. When the client leaves, the guard cancels the producer, which closes
     the chunks and with them the upstream request; ``finalize_connection`` runs on its way
     out.
     """
@@ -196,19 +197,20 @@ async def answer_sse(
                 headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in turn.headers().items())
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 started = True
+            if outcome["done"]:
+                break  # what is buffered leaves with the end, in the same write
             if frames:
                 body = b"".join(frames)
                 frames.clear()
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-            if outcome["done"] and not frames:
-                break
+        rest = b"".join(frames)
         exc = outcome["error"]
         if exc is None:
-            await send({"type": "http.response.body", "body": done, "more_body": False})
+            await send({"type": "http.response.body", "body": rest + done, "more_body": False})
             return
         error = exc if isinstance(exc, RequestError) else internal_error(exc)
         log.warning("stream ended with an error: %s", error.message)
-        await send({"type": "http.response.body", "body": render_error(error) + done, "more_body": False})
+        await send({"type": "http.response.body", "body": rest + render_error(error) + done, "more_body": False})
     finally:
         if not producer.done():
             producer.cancel()
