@@ -158,9 +158,9 @@ async def answer_sse(
     under the turn's guard; this task sends whatever is buffered in one write (chunks that
     arrive together leave together: one ASGI send per chunk costs more than the kernel's own
     work on a chunk), and the chunks buffered when the stream ends leave with its end
-    (``done``) in the last write. When the client leaves, the guard cancels the producer, which closes
-    the chunks and with them the upstream request; ``finalize_connection`` runs on its way
-    out.
+    (``done``) in the last write. When the client leaves, the guard cancels the producer,
+    which closes the chunks and with them the upstream request; ``finalize_connection``
+    runs on its way out.
     """
     frames: deque[bytes] = deque()
     ready = asyncio.Event()
