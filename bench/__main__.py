@@ -20,6 +20,7 @@ SUITES = {
     "guardrails": "bench.targets_guardrails",
     "mcp": "bench.targets_mcp",
     "otel": "bench.targets_otel",
+    "startup": "bench.startup",  # time to ready and to the first answer, and memory
 }
 
 args = sys.argv[1:]

@@ -159,12 +159,15 @@ class Proc:
     :param argv: the command (``sys.executable`` is prepended when it starts with ``-m``).
     :param log_dir: where ``<name>.log`` goes.
     :param cores: the cores to pin it to.
+    :param src: run on the package sources of this checkout (see :func:`python_env`).
+    :param cwd: its working directory.
     """
 
     def __init__(self, name: str, argv: list[str], log_dir: Path, cores: set[int] | None = None,
-                 src: str | None = None) -> None:
+                 src: str | None = None, cwd: Path = ROOT) -> None:
         self.name = name
         self.src = src
+        self.cwd = cwd
         self.argv = [sys.executable, *argv] if argv[0] == "-m" else argv
         self.log_path = log_dir / f"{name}.log"
         self.cores = cores
@@ -180,7 +183,7 @@ class Proc:
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=ROOT, env=python_env(self.src), start_new_session=True,
+            cwd=self.cwd, env=python_env(self.src), start_new_session=True,
         )
         pin(self.popen.pid, self.cores)
         return self
