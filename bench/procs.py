@@ -202,8 +202,9 @@ class Proc:
                 f"{self.log_tail()}"
             )
 
-    def wait_http(self, url: str, timeout: float = 30.0) -> None:
-        """Wait until ``GET url`` answers (any status below 500)."""
+    def wait_http(self, url: str, timeout: float = 30.0, interval: float = 0.05) -> None:
+        """Wait until ``GET url`` answers (any status below 500), asking every ``interval``
+        seconds."""
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
@@ -218,7 +219,7 @@ class Proc:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not answer {url} within {timeout:g} s:\n{self.log_tail()}")
-            time.sleep(0.05)
+            time.sleep(interval)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``grace`` seconds."""

@@ -3,8 +3,8 @@
 Each round starts every target as a new process, pinned to the server's core, and times
 from the ``exec`` to
 
-- **ready**: the first ``GET /health`` answered 200 (what a load balancer or a Kubernetes
-  readiness probe waits for), polled every 2 ms;
+- **ready**: the first ``GET /health`` answered (:meth:`.procs.Proc.wait_http`, asking every
+  2 ms: what a load balancer or a Kubernetes readiness probe waits for);
 - **first answer**: one chat completion answered 200 right after (imports and pools made
   on first use are in it);
 
@@ -39,17 +39,14 @@ TIMEOUT = 60.0
 POLL = 0.002
 
 
-def _request(port: int, method: str, path: str, body: bytes | None = None) -> int | None:
-    """The status of one request to ``127.0.0.1:port``, or ``None`` when nothing listens yet."""
+def _post(port: int, path: str, body: bytes) -> int:
+    """The status of one JSON ``POST`` to ``127.0.0.1:port``."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
+        conn.request("POST", path, body=body, headers={"content-type": "application/json"})
         response = conn.getresponse()
         response.read()
         return response.status
-    except (ConnectionRefusedError, ConnectionResetError):
-        return None
     finally:
         conn.close()
 
@@ -63,14 +60,9 @@ def time_start(proc: P.Proc, port: int, chat_path: str, body: bytes) -> dict[str
     started = time.perf_counter()
     proc.start()
     try:
-        deadline = started + TIMEOUT
-        while _request(port, "GET", "/health") != 200:
-            proc.check_alive()
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"{proc.name} was not ready within {TIMEOUT:g} s:\n{proc.log_tail()}")
-            time.sleep(POLL)
+        proc.wait_http(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT, interval=POLL)
         ready = time.perf_counter() - started
-        status = _request(port, "POST", chat_path, body)
+        status = _post(port, chat_path, body)
         answered = time.perf_counter() - started
         if status != 200:
             raise RuntimeError(f"{proc.name}: the first chat completion got HTTP {status}:\n{proc.log_tail()}")
